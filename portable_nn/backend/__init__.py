@@ -1,0 +1,29 @@
+"""Backend selection: the only subpackage that imports numpy, cupy, torch or jax.
+
+Arrays passed to portable_nn functions keep their own namespace and device; the *active*
+backend only decides where newly created arrays (weights, ``pnn.asarray`` data) live.
+"""
+
+from .arrays import backend_name_of, host_to, is_array, namespace_and_device, namespace_of, to_numpy
+from .host_random import HostStream
+from .registry import BACKEND_NAMES, BackendUnavailableError, cuda_problem
+from .state import Backend, asarray, get_backend, make_backend, set_backend, use_backend
+
+__all__ = [
+    "BACKEND_NAMES",
+    "Backend",
+    "BackendUnavailableError",
+    "HostStream",
+    "asarray",
+    "backend_name_of",
+    "cuda_problem",
+    "get_backend",
+    "host_to",
+    "is_array",
+    "make_backend",
+    "namespace_and_device",
+    "namespace_of",
+    "set_backend",
+    "to_numpy",
+    "use_backend",
+]

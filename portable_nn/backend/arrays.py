@@ -1,0 +1,86 @@
+"""Namespaces, devices and host transfers of arrays from any supported library."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+_NAMESPACE_BY_TYPE: dict[type, ModuleType] = {}
+
+
+def namespace_of(array: Any) -> ModuleType:
+    """The array-API namespace of one array (cached by type: this is on every hot path)."""
+    kind = type(array)
+    xp = _NAMESPACE_BY_TYPE.get(kind)
+    if xp is None:
+        xp = array_api_compat.array_namespace(array)
+        _NAMESPACE_BY_TYPE[kind] = xp
+    return xp
+
+
+def backend_name_of(xp: ModuleType) -> str:
+    """A short human name for a namespace, for error messages."""
+    return xp.__name__.replace("array_api_compat.", "").replace(".numpy", "")
+
+
+def namespace_and_device(*arrays: Any) -> tuple[ModuleType, Any]:
+    """The namespace and device shared by ``arrays`` (``None`` entries and Python scalars skipped).
+
+    Raises ``ValueError`` naming both when the arrays come from two libraries or two devices.
+    """
+    found = [a for a in arrays if a is not None and not isinstance(a, (int, float, bool, complex))]
+    if not found:
+        raise TypeError("expected at least one array, got only None or Python scalars")
+    xp = namespace_of(found[0])
+    device = array_api_compat.device(found[0])
+    for other in found[1:]:
+        other_xp = namespace_of(other)
+        if other_xp is not xp:
+            raise ValueError(
+                "arrays from two backends cannot be mixed: "
+                f"{backend_name_of(xp)} and {backend_name_of(other_xp)}"
+            )
+        other_device = array_api_compat.device(other)
+        if other_device != device:
+            raise ValueError(f"arrays on two devices cannot be mixed: {device} and {other_device}")
+    return xp, device
+
+
+def is_array(value: Any) -> bool:
+    """True for an array of any array-API library (NumPy included)."""
+    return array_api_compat.is_array_api_obj(value)
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """Copy (or view) any supported array, or host data, as a NumPy array on the host."""
+    if isinstance(array, np.ndarray):
+        return array
+    if array_api_compat.is_cupy_array(array):
+        return array.get()
+    if array_api_compat.is_torch_array(array):
+        return array.detach().cpu().numpy()
+    if is_array(array) and array_api_compat.is_array_api_strict_namespace(namespace_of(array)):
+        import array_api_strict
+
+        cpu = array_api_strict.Device("CPU_DEVICE")
+        return np.asarray(array_api_strict.asarray(array, device=cpu))
+    return np.asarray(array)
+
+
+def host_to(host: Any, xp: ModuleType, device: Any, dtype: Any = None) -> Any:
+    """Copy host data (NumPy, lists, scalars) into namespace ``xp`` on ``device``."""
+    host = np.asarray(host)
+    if not host.flags.c_contiguous:
+        host = np.ascontiguousarray(host)
+    if array_api_compat.is_cupy_namespace(xp):
+        with device:
+            return xp.asarray(host, dtype=dtype)
+    return xp.asarray(host, dtype=dtype, device=device)
+
+
+def host_dtype_kind(host: Any) -> str:
+    """'f' floating, 'i'/'u' integer, 'b' bool — of host data after ``np.asarray``."""
+    return np.asarray(host).dtype.kind

@@ -1,0 +1,123 @@
+"""The active backend: which namespace, device and default dtype new arrays get."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+
+from .arrays import host_dtype_kind, host_to, is_array, to_numpy
+from .registry import (
+    BACKEND_NAMES,
+    cuda_problem,
+    enable_jax_float64,
+    load_namespace,
+    parse_device,
+)
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array library, a device on it and the default floating dtype.
+
+    Attributes
+    ----------
+    name : one of ``numpy, cupy, torch, jax, array_api_strict``.
+    xp : the array-API namespace (``array_api_compat.numpy``, ``jax.numpy``, ...).
+    device : the library's device object (``"cpu"``, ``torch.device``, ...).
+    dtype : the namespace's default floating dtype object (float32 unless asked otherwise).
+    """
+
+    name: str
+    xp: ModuleType
+    device: Any
+    dtype: Any
+
+    @property
+    def dtype_name(self) -> str:
+        return "float64" if self.dtype == self.xp.float64 else "float32"
+
+    def __repr__(self) -> str:
+        return f"Backend(name={self.name!r}, device={self.device!r}, dtype={self.dtype_name!r})"
+
+
+def make_backend(name: str = "numpy", device: Any = None, dtype: str = "float32") -> Backend:
+    """Build a Backend without activating it; errors name what is wrong."""
+    if not isinstance(name, str) or name not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend {name!r}; valid names are {', '.join(BACKEND_NAMES)}")
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {FLOAT_DTYPES}. Received: dtype={dtype!r}")
+    if name == "auto":
+        name = "cupy" if cuda_problem() is None else "numpy"
+    xp = load_namespace(name)
+    if name == "jax" and dtype == "float64":
+        enable_jax_float64()
+    return Backend(name=name, xp=xp, device=parse_device(name, device), dtype=getattr(xp, dtype))
+
+
+def _from_environment() -> Backend:
+    name = os.environ.get("PORTABLE_NN_BACKEND", "numpy") or "numpy"
+    device = os.environ.get("PORTABLE_NN_DEVICE") or None
+    return make_backend(name, device)
+
+
+_active: Backend | None = None
+
+
+def get_backend() -> Backend:
+    """The active backend (first call reads ``PORTABLE_NN_BACKEND``/``PORTABLE_NN_DEVICE``)."""
+    global _active
+    if _active is None:
+        _active = _from_environment()
+    return _active
+
+
+def set_backend(name: str | Backend, device: Any = None, dtype: str = "float32") -> Backend:
+    """Make ``name`` (``numpy, cupy, torch, jax, array_api_strict, auto``) the active backend."""
+    global _active
+    _active = name if isinstance(name, Backend) else make_backend(name, device, dtype)
+    return _active
+
+
+@contextlib.contextmanager
+def use_backend(
+    name: str | Backend, device: Any = None, dtype: str = "float32"
+) -> Iterator[Backend]:
+    """Activate a backend inside a ``with`` block; the previous one comes back on exit or error."""
+    previous = get_backend()
+    backend = set_backend(name, device, dtype)
+    try:
+        yield backend
+    finally:
+        set_backend(previous)
+
+
+def asarray(data: Any, dtype: Any = None, backend: Backend | None = None) -> Any:
+    """Put ``data`` (lists, NumPy, or another library's array) on the active backend's device.
+
+    Floating data gets the backend's default dtype unless ``dtype`` (a name or a dtype of the
+    backend's namespace) is given; integer and boolean data keep their kind.
+    """
+    backend = backend or get_backend()
+    xp, device = backend.xp, backend.device
+    if isinstance(dtype, str):
+        dtype = getattr(xp, dtype)
+    if is_array(data) and array_api_compat.array_namespace(data) is xp:
+        if array_api_compat.device(data) != device:
+            data = array_api_compat.to_device(data, device)
+        if dtype is None and xp.isdtype(data.dtype, "real floating"):
+            dtype = backend.dtype
+        return data if dtype is None or data.dtype == dtype else xp.astype(data, dtype)
+    host = to_numpy(data) if is_array(data) else data
+    if dtype is None and host_dtype_kind(host) == "f":
+        dtype = backend.dtype
+    if dtype is None and backend.name == "jax" and host_dtype_kind(host) in "iu":
+        dtype = xp.asarray(0).dtype  # int32 unless jax_enable_x64
+    return host_to(host, xp, device, dtype)
