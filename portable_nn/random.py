@@ -20,7 +20,7 @@ import secrets
 from types import ModuleType
 from typing import Any
 
-from .backend import HostStream
+from portable_nn.backend import HostStream
 
 _MASK32 = 0xFFFFFFFF
 _MUL1 = 0x7FEB352D

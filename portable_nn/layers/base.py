@@ -1,0 +1,177 @@
+"""The layer contract every portable_nn layer (and every user layer) follows.
+
+A layer is a small object with
+
+* ``params``  — dict name -> trainable array (e.g. ``{"weight": (in, out), "bias": (out,)}``);
+* ``state``   — dict name -> non-trainable buffer (e.g. BatchNorm running statistics);
+* ``forward(x, training=False) -> (y, cache)`` — the output and exactly what backward needs;
+* ``backward(dy, cache) -> (dx, grads)`` — dL/dx and a dict dL/dparam with the keys of ``params``.
+
+Backward never mutates parameters (JAX arrays are immutable). A training-mode forward that
+updates buffers rebinds the entries of ``state`` to new arrays instead of writing in place.
+Weights are created by :meth:`build` when the input shape is first known (lazy, Keras style),
+or up front when ``input_shape`` is given, on the active backend's device and dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from portable_nn.backend import namespace_and_device
+
+Shape = tuple[Any, ...]
+
+LAYER_REGISTRY: dict[str, type[Layer]] = {}
+
+
+class Layer:
+    """Base class: parameter bookkeeping, lazy build, input checks, config."""
+
+    has_training_behaviour: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        LAYER_REGISTRY[cls.__name__] = cls
+
+    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
+        self.name = name or type(self).__name__.lower()
+        self.params: dict[str, Any] = {}
+        self.state: dict[str, Any] = {}
+        self.built = False
+        self.input_shape: Shape | None = None
+        if input_shape is not None:
+            self.build((None, *tuple(input_shape)))
+
+    # -- building -----------------------------------------------------------------------------
+    def build(self, input_shape: Shape) -> None:
+        """Create ``params``/``state`` for inputs of ``input_shape`` (batch axis first)."""
+        self.input_shape = tuple(input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Output shape for ``input_shape`` (batch axis first); identity by default."""
+        return tuple(input_shape)
+
+    def ensure_built(self, x: Any) -> None:
+        """Build from ``x``'s shape on first use; afterwards check ``x`` fits the built layer."""
+        if not self.built:
+            self.build((None, *tuple(x.shape[1:])))
+        else:
+            self.check_input(x)
+
+    def check_input(self, x: Any) -> None:
+        """Raise ``ValueError`` naming both shapes when ``x`` does not match the built input shape,
+        and when ``x`` lives in another namespace/device than the parameters."""
+        expected = self.input_shape
+        if expected is not None:
+            got = tuple(x.shape)
+            if len(got) != len(expected) or any(
+                e is not None and e != g for e, g in zip(expected[1:], got[1:])
+            ):
+                raise ValueError(
+                    f"{self.name}: expected input of shape {_fmt(expected)}, "
+                    f"received shape {_fmt(got)}"
+                )
+        if self.params:
+            first = next(iter(self.params.values()))
+            namespace_and_device(x, first)
+            if x.dtype != first.dtype:
+                raise TypeError(
+                    f"{self.name}: input dtype {x.dtype} differs from the parameters' dtype "
+                    f"{first.dtype}; cast the input (pnn.asarray does) or change the backend dtype"
+                )
+
+    # -- running ------------------------------------------------------------------------------
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+        raise NotImplementedError
+
+    def __call__(self, x: Any) -> Any:
+        """Inference: ``forward(x, training=False)[0]``."""
+        return self.forward(x, training=False)[0]
+
+    # -- parameters ---------------------------------------------------------------------------
+    def parameters(self) -> dict[str, Any]:
+        """Trainable arrays by name (a new dict; the arrays themselves are not copied)."""
+        return dict(self.params)
+
+    def buffers(self) -> dict[str, Any]:
+        """Non-trainable arrays by name (e.g. running statistics)."""
+        return dict(self.state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters and buffers together, for checkpoints."""
+        return {**self.params, **self.state}
+
+    def set_parameters(self, values: dict[str, Any]) -> None:
+        """Replace some or all trainable arrays after checking names, shapes and dtypes.
+
+        All entries are checked before any is assigned, so a bad dict changes nothing.
+        """
+        _check_entries(self.name, self.params, values, "parameter")
+        self.params.update(values)
+
+    def load_state_dict(self, values: dict[str, Any], strict: bool = True) -> None:
+        """Load parameters and buffers; with ``strict`` every entry must be present."""
+        own = self.state_dict()
+        if strict:
+            missing = sorted(set(own) - set(values))
+            if missing:
+                raise ValueError(f"{self.name}: state dict is missing {missing}")
+        _check_entries(self.name, own, values, "entry")
+        for key, value in values.items():
+            (self.params if key in self.params else self.state)[key] = value
+
+    # -- configuration ------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """JSON-friendly constructor arguments (subclasses extend it)."""
+        config: dict[str, Any] = {"name": self.name}
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape[1:])
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _fmt(shape: Shape) -> str:
+    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ")"
+
+
+def _check_entries(owner: str, own: dict[str, Any], values: dict[str, Any], what: str) -> None:
+    """Validate names, shapes, dtypes, namespaces and devices of ``values`` against ``own``."""
+    for key, value in values.items():
+        if key not in own:
+            raise ValueError(f"{owner}: unknown {what} {key!r}; expected one of {sorted(own)}")
+        current = own[key]
+        if tuple(value.shape) != tuple(current.shape):
+            raise ValueError(
+                f"{owner}: {what} {key!r} has shape {tuple(value.shape)}, "
+                f"expected {tuple(current.shape)}"
+            )
+        if value.dtype != current.dtype:
+            raise ValueError(
+                f"{owner}: {what} {key!r} has dtype {value.dtype}, expected {current.dtype}"
+            )
+        try:
+            namespace_and_device(value, current)
+        except ValueError as exc:
+            raise ValueError(f"{owner}: {what} {key!r}: {exc}") from None
+
+
+def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:
+    """Rebuild a layer from ``{"class_name", "config"}`` as written by ``get_config``."""
+    try:
+        cls = LAYER_REGISTRY[class_name]
+    except KeyError:
+        raise ValueError(f"unknown layer class {class_name!r}") from None
+    return cls.from_config(config)
+
+
+__all__ = ["LAYER_REGISTRY", "Layer", "Shape", "layer_from_config"]
