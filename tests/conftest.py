@@ -182,3 +182,33 @@ def backend(
     pnn.seed(0)
     with case.use():
         yield case
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tag each test with its backend id so the summary can count per backend."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "backend" in callspec.params:
+            item.user_properties.append(("backend", callspec.params["backend"][0].id))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print how many tests passed, failed and skipped on each backend of the matrix."""
+    table: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            name = dict(getattr(report, "user_properties", ())).get("backend")
+            if name is None or (outcome in ("passed", "failed") and report.when != "call"):
+                continue
+            row = table.setdefault(name, dict.fromkeys(("passed", "failed", "skipped", "error"), 0))
+            row[outcome] += 1
+    if not table:
+        return
+    terminalreporter.section("tests per backend")
+    for case, _ in ALL_CASES:
+        row = table.get(case.id)
+        if row is not None:
+            terminalreporter.write_line(
+                f"{case.id:26s} passed {row['passed']:5d}  failed {row['failed']:4d}  "
+                f"skipped {row['skipped']:4d}  errors {row['error']:3d}"
+            )
