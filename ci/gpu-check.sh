@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Everything GPU-related in one call, for a lent GPU machine (see ../shared/GPU.md):
+#   1. the card and library versions;
+#   2. the test suite on the GPU backends (cupy, torch on cuda, jax on its default device);
+#   3. the GPU benchmarks: portable_nn on CuPy vs PyTorch CUDA, same run, synchronised timing.
+# Results (log + JSON) go to $OUT (default ./out); commit them under benchmarks/results/.
+# On a CPU-only machine it still runs: GPU tests skip and the benchmark is skipped (dry run).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+log="$OUT/gpu-check.log"
+exec > >(tee "$log") 2>&1
+
+echo "== card"
+nvidia-smi -L 2>/dev/null || echo "no nvidia-smi: CPU-only dry run"
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1 | tr ' ' '-')
+card=${card:-cpu-only}
+date_tag=$(date -u +%Y-%m-%d)
+
+echo "== versions"
+PORTABLE_NN_REQUIRE_BACKENDS=numpy bash -c 'python - <<PY
+import importlib
+for name in ["numpy", "cupy", "torch", "jax", "array_api_compat", "array_api_extra",
+             "array_api_strict"]:
+    try:
+        print(f"  {name:18s}", importlib.import_module(name).__version__)
+    except Exception as exc:
+        print(f"  {name:18s} unavailable ({type(exc).__name__})")
+from portable_nn.backend import cuda_problem
+print("  CUDA:", cuda_problem() or "usable")
+PY'
+
+status=0
+echo "== tests on GPU backends (cupy, torch-cuda, jax)"
+timeout 300 python -m pytest -q -p no:cacheprovider --backend cupy,torch-cuda,jax \
+  --junitxml="$OUT/gpu-tests.xml" tests || status=1
+
+echo "== benchmarks"
+if python -c "from portable_nn.backend import cuda_problem; raise SystemExit(cuda_problem() is not None)"; then
+  timeout 240 python benchmarks/mlp.py --backend cupy --torch-device cuda --repeats 5 \
+    --out "$OUT/mlp-gpu-${card}-${date_tag}.json" || status=1
+else
+  echo "no usable CUDA device: GPU benchmark skipped (dry run)"
+fi
+echo "== gpu-check finished with status $status"
+exit $status
