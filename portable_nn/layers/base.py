@@ -53,17 +53,27 @@ class Layer:
         return tuple(input_shape)
 
     def ensure_built(self, x: Any) -> None:
-        """Build from ``x``'s shape on first use; afterwards check ``x`` fits the built layer."""
-        if not self.built:
-            self.build((None, *tuple(x.shape[1:])))
-        else:
+        """Build from ``x``'s shape on first use, then check ``x`` fits the built layer.
+
+        If the first input does not fit the weights just made (another namespace, device or
+        dtype than the active backend's), the build is undone before the error propagates.
+        """
+        if self.built:
             self.check_input(x)
+            return
+        self.build((None, *tuple(x.shape[1:])))
+        try:
+            self.check_input(x)
+        except (TypeError, ValueError):
+            self.params, self.state, self.built, self.input_shape = {}, {}, False, None
+            raise
 
     def check_input(self, x: Any) -> None:
         """Raise ``ValueError`` naming both shapes when ``x`` does not match the built input shape,
-        and when ``x`` lives in another namespace/device than the parameters."""
+        and when ``x`` lives in another namespace/device than the parameters (``TypeError`` for
+        another dtype). Fast path: Python tuple compare and the standard's ``.device`` attribute."""
         expected = self.input_shape
-        if expected is not None:
+        if expected is not None and tuple(x.shape)[1:] != expected[1:]:
             got = tuple(x.shape)
             if len(got) != len(expected) or any(
                 e is not None and e != g for e, g in zip(expected[1:], got[1:])
@@ -74,7 +84,13 @@ class Layer:
                 )
         if self.params:
             first = next(iter(self.params.values()))
-            namespace_and_device(x, first)
+            device = getattr(x, "device", None)
+            same = type(x) is type(first) and device is not None
+            if not same or device != getattr(first, "device", None):
+                try:
+                    namespace_and_device(x, first)
+                except ValueError as exc:
+                    raise ValueError(f"{self.name}: input and parameters differ: {exc}") from None
             if x.dtype != first.dtype:
                 raise TypeError(
                     f"{self.name}: input dtype {x.dtype} differs from the parameters' dtype "
