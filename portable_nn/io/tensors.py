@@ -157,7 +157,11 @@ def to_device(host: Mapping[str, np.ndarray], xp: ModuleType, device: Any) -> di
     """Copy host arrays into namespace ``xp`` on ``device``, keeping each dtype exactly."""
     out = {}
     for name, array in host.items():
-        dtype = getattr(xp, array.dtype.name)
+        dtype = getattr(xp, array.dtype.name, None)
+        if dtype is None:
+            raise ValueError(
+                f"tensor {name!r}: dtype {array.dtype} does not exist in {xp.__name__}"
+            )
         value = arrays.host_to(array, xp, device, dtype)
         if value.dtype != dtype:  # e.g. JAX without jax_enable_x64 turns float64 into float32
             raise ValueError(
