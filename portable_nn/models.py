@@ -1,0 +1,264 @@
+"""``Sequential``: a stack of layers that is itself a layer, with a Keras-style training API.
+
+Forward runs the layers in order and keeps one cache per layer; backward runs them in reverse:
+
+    y = f_n(... f_1(x))           caches = [c_1, ..., c_n]
+    dL/dx_i = backward_i(dL/dx_{i+1}, c_i)   (dx_{n+1} = dL/dy)
+
+Parameters, buffers and gradients of layer ``i`` appear under dotted names ``"i.<name>"``
+(``"0.weight"``, ``"2.running_mean"``; nested models give ``"1.0.weight"``), walked afresh on every
+call so that buffers rebound by a training forward (BatchNorm) are always current.
+``compile``/``fit``/``evaluate``/``predict``/``train_step`` come from
+:class:`portable_nn.training.TrainingMixin`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portable_nn import random as pnn_random
+from portable_nn.layers.base import Layer, Shape, _check_entries, _fmt, layer_from_config
+from portable_nn.training import TrainingMixin
+
+
+class Sequential(TrainingMixin, Layer):
+    """A linear stack of layers: ``Sequential([Dense(16), ReLU(), Dense(1)])``.
+
+    Parameters
+    ----------
+    layers : layers to add in order (each a :class:`~portable_nn.layers.base.Layer`).
+    name : model name (default ``"sequential"``).
+    seed : seed of ``model.generator`` (shuffling in ``fit``); ``None`` derives one from the
+        global generator, so ``pnn.seed(n)`` makes the whole run reproducible.
+    """
+
+    def __init__(
+        self, layers: list[Layer] | None = None, name: str | None = None, *, seed: int | None = None
+    ) -> None:
+        self.name = name or "sequential"
+        self.params: dict[str, Any] = {}  # always empty: the arrays live in the layers
+        self.state: dict[str, Any] = {}
+        self.layers: list[Layer] = []
+        self._built = False
+        if seed is None:
+            seed = pnn_random.get_generator().host.integers(2**62)
+        self.generator = pnn_random.Generator(seed)
+        self._init_training()
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure ----------------------------------------------------------------------------
+    def add(self, layer: Layer) -> None:
+        """Append ``layer``; when the model is already built, build it for the current output."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a Layer. Received: {layer!r}")
+        if any(layer is other for other in self.layers) or layer is self:
+            raise ValueError(f"layer {layer.name!r} is already in model {self.name!r}")
+        if self.layers and self.built:
+            shape = self.compute_output_shape(self.input_shape)
+            if not layer.built:
+                layer.build(shape)
+            elif layer.input_shape is not None and tuple(layer.input_shape[1:]) != shape[1:]:
+                raise ValueError(
+                    f"{self.name}: layer {layer.name!r} expects inputs of shape "
+                    f"{_fmt(layer.input_shape)}, but the model outputs {_fmt(shape)}"
+                )
+        self.layers.append(layer)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int) -> Layer:
+        return self.layers[index]
+
+    @property
+    def built(self) -> bool:
+        """True when every layer has its weights (and there is at least one layer)."""
+        if not self._built:  # cached once true: layers never lose their weights
+            self._built = bool(self.layers) and all(layer.built for layer in self.layers)
+        return self._built
+
+    @property
+    def input_shape(self) -> Shape | None:
+        return self.layers[0].input_shape if self.layers else None
+
+    def build(self, input_shape: Shape) -> None:
+        """Build every layer in turn for inputs of ``input_shape`` (batch axis first)."""
+        if not self.layers:
+            raise ValueError(f"{self.name}: cannot build a model with no layers; add layers first")
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            shape = tuple(layer.compute_output_shape(shape))
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = tuple(layer.compute_output_shape(shape))
+        return shape
+
+    def ensure_built(self, x: Any) -> None:
+        if not self.built:
+            self.build((None, *tuple(x.shape[1:])))
+        self.layers[0].check_input(x)
+
+    def check_input(self, x: Any) -> None:
+        if self.layers:
+            self.layers[0].check_input(x)
+
+    # -- running ------------------------------------------------------------------------------
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, list[Any]]:
+        """``y = f_n(...f_1(x))``; returns ``(y, [cache_1, ..., cache_n])``."""
+        if not self.layers:
+            raise ValueError(f"{self.name}: the model has no layers; add layers first")
+        if not self._built and not self.built:
+            self.build((None, *tuple(x.shape[1:])))
+        caches = []
+        for layer in self.layers:
+            x, cache = layer.forward(x, training)
+            caches.append(cache)
+        return x, caches
+
+    def backward(self, dy: Any, caches: list[Any]) -> tuple[Any, dict[str, Any]]:
+        """Chain rule in reverse: returns ``(dL/dx, {"i.name": dL/dparam})``."""
+        per_layer = [None] * len(self.layers)
+        for i in range(len(self.layers) - 1, -1, -1):
+            dy, per_layer[i] = self.layers[i].backward(dy, caches[i])
+        grads = {}
+        for i, layer_grads in enumerate(per_layer):
+            for key, value in layer_grads.items():
+                grads[f"{i}.{key}"] = value
+        return dy, grads
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _collect(self, method: str) -> dict[str, Any]:
+        return {
+            f"{i}.{key}": value
+            for i, layer in enumerate(self.layers)
+            for key, value in getattr(layer, method)().items()
+        }
+
+    def parameters(self) -> dict[str, Any]:
+        """Trainable arrays of every layer under dotted names (``"0.weight"``)."""
+        return self._collect("parameters")
+
+    def buffers(self) -> dict[str, Any]:
+        """Non-trainable arrays of every layer under dotted names (``"2.running_mean"``)."""
+        return self._collect("buffers")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters and buffers together, in layer order."""
+        return self._collect("state_dict")
+
+    def _split(self, values: dict[str, Any]) -> dict[int, dict[str, Any]]:
+        groups: dict[int, dict[str, Any]] = {}
+        for key, value in values.items():
+            index, _, rest = key.partition(".")
+            groups.setdefault(int(index), {})[rest] = value
+        return groups
+
+    def set_parameters(self, values: dict[str, Any]) -> None:
+        """Replace some or all trainable arrays; every entry is checked before any is assigned."""
+        self._require_built("set_parameters")
+        _check_entries(self.name, self.parameters(), values, "parameter")
+        self.assign_parameters(values)
+
+    def assign_parameters(self, values: dict[str, Any]) -> None:
+        """Unchecked fast path of :meth:`set_parameters` (for arrays made from our own, e.g. by
+        an optimizer update): rebinds ``layer.params[name]`` directly."""
+        layers = self.layers
+        for key, value in values.items():
+            index, _, rest = key.partition(".")
+            layer = layers[int(index)]
+            if isinstance(layer, Sequential):
+                layer.assign_parameters({rest: value})
+            else:
+                layer.params[rest] = value
+
+    def load_state_dict(self, values: dict[str, Any], strict: bool = True) -> None:
+        """Load parameters and buffers; with ``strict`` every entry must be present.
+
+        Names, shapes, dtypes, namespaces and devices of all entries are checked first, so a
+        bad dict raises ``ValueError`` naming the entry and changes nothing.
+        """
+        self._require_built("load_state_dict")
+        own = self.state_dict()
+        if strict:
+            missing = sorted(set(own) - set(values), key=list(own).index)
+            if missing:
+                raise ValueError(f"{self.name}: state dict is missing {missing}")
+        _check_entries(self.name, own, values, "entry")
+        for index, group in self._split(values).items():
+            self.layers[index].load_state_dict(group, strict=False)
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise ValueError(
+                f"{self.name}: {what} needs a built model; call model.build((None, features)) "
+                "or run it on data first"
+            )
+
+    # -- description --------------------------------------------------------------------------
+    def summary(self, print_fn: Any = print) -> str:
+        """Print and return a table: layer, type, output shape, parameter count, and totals."""
+        self._require_built("summary")
+        rows = [("#", "Layer (type)", "Output shape", "Param #")]
+        shape = tuple(self.input_shape)
+        for i, layer in enumerate(self.layers):
+            shape = tuple(layer.compute_output_shape(shape))
+            count = _count(layer.parameters()) + _count(layer.buffers())
+            rows.append(
+                (str(i), f"{layer.name} ({type(layer).__name__})", _fmt(shape), f"{count:,}")
+            )
+        widths = [max(len(row[c]) for row in rows) for c in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        rule = "=" * max(len(line) for line in lines)
+        trainable, frozen = _count(self.parameters()), _count(self.buffers())
+        text = "\n".join(
+            [f'Model: "{self.name}"', rule, lines[0], rule, *lines[1:], rule]
+            + [
+                f"Total params: {trainable + frozen:,}",
+                f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {frozen:,}",
+            ]
+        )
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    # -- configuration ------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """JSON-friendly ``{"name", "layers": [{"class_name", "config"}, ...]}``."""
+        return {
+            "name": self.name,
+            "layers": [
+                {"class_name": type(layer).__name__, "config": layer.get_config()}
+                for layer in self.layers
+            ],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        """Rebuild the architecture (fresh weights) from :meth:`get_config`'s output."""
+        layers = [
+            layer_from_config(item["class_name"], item["config"]) for item in config["layers"]
+        ]
+        return cls(layers, name=config.get("name"))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([{inner}], name={self.name!r})"
+
+
+def _count(arrays: dict[str, Any]) -> int:
+    total = 0
+    for array in arrays.values():
+        size = 1
+        for dim in array.shape:
+            size *= int(dim)
+        total += size
+    return total
+
+
+__all__ = ["Sequential"]
