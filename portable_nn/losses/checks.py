@@ -1,0 +1,132 @@
+"""Input validation for losses: clear errors before anything is computed.
+
+Value checks (NaN targets, labels out of range, predictions that are not probabilities) are
+combined into one boolean that is read back once per call: a single device sync on the happy
+path. Only when it is false are the individual checks evaluated to name the culprit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from portable_nn.backend import is_array, namespace_and_device
+
+Array = Any
+Check = tuple[Array, Callable[[], str]]  # (0-d boolean "all good", message builder)
+
+
+def shape_text(x: Array) -> str:
+    return "(" + ", ".join(str(s) for s in x.shape) + ("," if x.ndim == 1 else "") + ")"
+
+
+def namespace(owner: str, y_true: Any, y_pred: Any) -> ModuleType:
+    """The shared namespace of ``y_true`` and ``y_pred`` (``TypeError``/``ValueError`` if none)."""
+    for what, value in (("y_true", y_true), ("y_pred", y_pred)):
+        if not is_array(value):
+            raise TypeError(
+                f"{owner}: {what} must be an array (see pnn.asarray). "
+                f"Received: {type(value).__name__}"
+            )
+    try:
+        xp, _ = namespace_and_device(y_true, y_pred)
+    except ValueError as exc:
+        raise ValueError(f"{owner}: y_true and y_pred: {exc}") from None
+    return xp
+
+
+def require_float_predictions(owner: str, xp: ModuleType, y_pred: Array) -> None:
+    if not xp.isdtype(y_pred.dtype, "real floating"):
+        raise TypeError(
+            f"{owner}: y_pred must be a real floating array (scores, logits or probabilities). "
+            f"Received: dtype={y_pred.dtype}"
+        )
+
+
+def float_targets(owner: str, xp: ModuleType, y_true: Array, dtype: Any) -> Array:
+    """Real floating, integer or boolean targets, cast to the predictions' ``dtype``."""
+    if not xp.isdtype(y_true.dtype, ("real floating", "integral", "bool")):
+        raise TypeError(
+            f"{owner}: y_true must be a real (float, integer or bool) array. "
+            f"Received: dtype={y_true.dtype}"
+        )
+    return y_true if y_true.dtype == dtype else xp.astype(y_true, dtype)
+
+
+def require_same_shape(owner: str, y_true: Array, y_pred: Array) -> None:
+    if tuple(y_true.shape) != tuple(y_pred.shape):
+        raise ValueError(
+            f"{owner}: y_true and y_pred must have the same shape (no broadcasting). "
+            f"Received: y_true.shape={shape_text(y_true)}, y_pred.shape={shape_text(y_pred)}"
+        )
+
+
+def require_nonempty(owner: str, y_pred: Array, samples: int) -> None:
+    if samples == 0 or math.prod(y_pred.shape) == 0:
+        raise ValueError(f"{owner}: y_pred is empty. Received: y_pred.shape={shape_text(y_pred)}")
+
+
+def finite_targets(owner: str, xp: ModuleType, y_true: Array) -> list[Check]:
+    """Check that floating targets contain no NaN or infinity (integer targets always pass)."""
+    if not xp.isdtype(y_true.dtype, "real floating"):
+        return []
+    return [
+        (
+            xp.all(xp.isfinite(y_true)),
+            lambda: f"{owner}: y_true contains NaN or infinite values; targets must be finite",
+        )
+    ]
+
+
+def labels_in_range(owner: str, xp: ModuleType, labels: Array, classes: int) -> list[Check]:
+    """Check that integer labels lie in ``[0, classes)``; the message names a bad label."""
+    info = xp.iinfo(labels.dtype)
+    bad = None
+    if info.min < 0:
+        bad = labels < 0
+    if classes <= info.max:
+        above = labels >= classes
+        bad = above if bad is None else (bad | above)
+    if bad is None:
+        return []
+
+    def message() -> str:
+        flat = xp.reshape(bad, (-1,))
+        position = int(xp.argmax(xp.astype(flat, xp.int32)))
+        value = int(xp.reshape(labels, (-1,))[position])
+        return (
+            f"{owner}: class label {value} in y_true (at flat position {position}) is out of "
+            f"range for y_pred with {classes} classes; labels must be in [0, {classes - 1}]"
+        )
+
+    return [(xp.logical_not(xp.any(bad)), message)]
+
+
+def run_checks(xp: ModuleType, checks: list[Check]) -> None:
+    """One read-back for all checks; on failure raise ``ValueError`` from the first bad one."""
+    if not checks:
+        return
+    everything = checks[0][0]
+    for ok, _ in checks[1:]:
+        everything = xp.logical_and(everything, ok)
+    if bool(everything):
+        return
+    for ok, message in checks:
+        if not bool(ok):
+            raise ValueError(message())
+
+
+__all__ = [
+    "Check",
+    "finite_targets",
+    "float_targets",
+    "labels_in_range",
+    "namespace",
+    "require_float_predictions",
+    "require_nonempty",
+    "require_same_shape",
+    "run_checks",
+    "shape_text",
+]
