@@ -164,6 +164,11 @@ def _foreign(backend: Any, host: np.ndarray) -> Any:
     if backend.name == "numpy":
         torch = pytest.importorskip("torch")
         return torch.asarray(host)
+    if backend.name == "array_api_strict":  # same library, another device
+        import array_api_strict
+
+        other = "CPU_DEVICE" if backend.device == "device1" else "device1"
+        return array_api_strict.asarray(host, device=array_api_strict.Device(other))
     return np.asarray(host)
 
 
