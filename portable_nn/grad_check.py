@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import array_api_compat
 import array_api_extra as xpx
 
 from portable_nn.backend import is_array, namespace_and_device, namespace_of
@@ -196,7 +197,7 @@ def _loss(y: Any, dy: Any) -> float:
 def _random_dy(y: Any, opts: _Options) -> Any:
     """Seeded uniform [-1, 1) upstream gradient on y's device."""
     _require_float64(y, "the output")
-    xp, device = namespace_and_device(y)
+    xp, device = namespace_of(y), array_api_compat.device(y)  # y may be a NumPy scalar
     u = opts.generator.uniform(tuple(y.shape), xp=xp, device=device, dtype=xp.float64)
     return 2.0 * u - 1.0
 
