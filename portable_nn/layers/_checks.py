@@ -1,0 +1,69 @@
+"""Small argument and input checks shared by the built-in layers (errors name what was received)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from portable_nn.backend import namespace_of
+
+_IS_FLOATING: dict[Any, bool] = {}  # dtype -> real floating? (cached: runs on every call)
+
+
+def require_floating(owner: str, x: Any) -> None:
+    """``TypeError`` unless ``x`` is a real floating array (integer/bool features are refused)."""
+    dtype = x.dtype
+    ok = _IS_FLOATING.get(dtype)
+    if ok is None:
+        ok = bool(namespace_of(x).isdtype(dtype, "real floating"))
+        _IS_FLOATING[dtype] = ok
+    if not ok:
+        raise TypeError(
+            f"{owner}: expected a real floating input (float32 or float64). Received: dtype="
+            f"{dtype}; cast it first, e.g. pnn.asarray(x, dtype='float32')"
+        )
+
+
+def check_gradient(owner: str, dy: Any, shape: tuple[int, ...]) -> None:
+    """``ValueError`` when the upstream gradient's shape differs from the output's (no silent
+    broadcasting in backward)."""
+    if tuple(dy.shape) != shape:
+        raise ValueError(
+            f"{owner}: upstream gradient dy has shape {tuple(dy.shape)}, expected the output "
+            f"shape {shape}"
+        )
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as an int when it is a positive integer (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"Expected a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def real_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
+    """``value`` as a Python float when it is a finite real number in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number. Received: {name}={value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be a finite number in [{low}, {high}]. Received: {value!r}")
+    return value
+
+
+def shape_tuple(name: str, value: Any, allow_minus_one: bool = False) -> tuple[int, ...]:
+    """A tuple of positive ints (and at most one -1 when allowed) from a list/tuple/int."""
+    dims = (value,) if isinstance(value, int) and not isinstance(value, bool) else value
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of ints. Received: {name}={value!r}") from None
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int) or not (d > 0 or d == -1):
+            raise ValueError(f"{name} must hold positive ints. Received: {name}={value!r}")
+    if dims.count(-1) > (1 if allow_minus_one else 0):
+        raise ValueError(
+            f"{name} may contain -1 at most {int(allow_minus_one)} time(s). "
+            f"Received: {name}={value!r}"
+        )
+    return dims

@@ -1,0 +1,126 @@
+"""Fully connected layer ``y = activation(x @ W + b)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portable_nn.backend import namespace_of
+from portable_nn.random import Generator, get_generator
+
+from ._checks import check_gradient, positive_int
+from ._weights import make_weight
+from .activation import ActivationFn
+from .base import Layer, Shape
+
+
+class Dense(Layer):
+    """``y = activation(x @ W + b)`` with ``W`` of shape (in, units) and ``b`` of shape (units,).
+
+    Input (batch, in) -> output (batch, units); inputs (batch, ..., in) act on the last axis.
+    Weights are made on the first call (or at once from ``input_dim``/``input_shape``) by
+    ``pnn.init`` on the active backend's device and dtype, so a seed gives the same weights on
+    every backend. The activation is fused: its backward runs inside :meth:`backward`.
+
+    Parameters
+    ----------
+    units : output features (positive int).
+    activation : a name of ``pnn.functional.ACTIVATIONS`` or None (linear).
+    use_bias : add ``b``.
+    kernel_initializer, bias_initializer : names (or callables) for ``pnn.init.get``.
+    input_dim, input_shape : build at once for inputs (batch, input_dim) / (batch, *input_shape).
+    seed : int or ``pnn.random.Generator`` for the initializers; None uses the global generator.
+    name : layer name.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        input_dim: int | None = None,
+        input_shape: Shape | None = None,
+        seed: int | Generator | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.units = positive_int("units", units)
+        self.fn = ActivationFn(activation)
+        self.activation = self.fn.name
+        if not isinstance(use_bias, bool):
+            raise TypeError(f"use_bias must be a bool. Received: use_bias={use_bias!r}")
+        self.use_bias = use_bias
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
+        self.seed = seed
+        if input_dim is not None:
+            if input_shape is not None:
+                raise ValueError("give input_dim or input_shape, not both")
+            input_shape = (positive_int("input_dim", input_dim),)
+        super().__init__(input_shape=input_shape, name=name)
+
+    def build(self, input_shape: Shape) -> None:
+        features = input_shape[-1] if len(input_shape) >= 2 else None
+        if not isinstance(features, int):
+            raise ValueError(
+                f"{self.name}: expects inputs (batch, features) with a known feature size. "
+                f"Received input shape {tuple(input_shape)}"
+            )
+        generator = get_generator(self.seed)
+        params = {"weight": make_weight(self.kernel_initializer, (features, self.units), generator)}
+        if self.use_bias:
+            params["bias"] = make_weight(self.bias_initializer, (self.units,), generator)
+        self.params = params
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (*tuple(input_shape[:-1]), self.units)
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        self.ensure_built(x)
+        w, shape = self.params["weight"], tuple(x.shape)
+        x2 = x if len(shape) == 2 else namespace_of(x).reshape(x, (-1, shape[-1]))
+        z = x2 @ w
+        if self.use_bias:
+            z = z + self.params["bias"]
+        y, saved = self.fn.forward(z)
+        out = (*shape[:-1], self.units)
+        if len(shape) != 2:
+            y = namespace_of(y).reshape(y, out)
+        return y, (x2, saved, w, out, shape)
+
+    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+        x, saved, w, out, shape = cache
+        check_gradient(self.name, dy, out)
+        xp = namespace_of(dy)
+        if len(shape) != 2:
+            dy = xp.reshape(dy, (-1, self.units))
+        dz = self.fn.backward(dy, saved)  # dL/dz = f'(z) * dy
+        grads = {"weight": x.T @ dz}  # dL/dW = x.T @ dz
+        if self.use_bias:
+            grads["bias"] = xp.sum(dz, axis=0)  # dL/db = sum over the batch of dz
+        dx = dz @ w.T  # dL/dx = dz @ W.T
+        return (dx if len(shape) == 2 else xp.reshape(dx, shape)), grads
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": None if self.activation == "linear" else self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": _initializer_name(self.kernel_initializer),
+            "bias_initializer": _initializer_name(self.bias_initializer),
+            "seed": self.seed if isinstance(self.seed, int) else None,
+        }
+
+    def __repr__(self) -> str:
+        act = "" if self.activation == "linear" else f", activation={self.activation!r}"
+        return f"Dense({self.units}{act}, name={self.name!r})"
+
+
+def _initializer_name(initializer: Any) -> Any:
+    return initializer if isinstance(initializer, str) else getattr(initializer, "__name__", None)
+
+
+__all__ = ["Dense"]

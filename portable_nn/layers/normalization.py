@@ -1,0 +1,224 @@
+"""Batch and layer normalization over the feature (last) axis, PyTorch semantics."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+from portable_nn.backend import namespace_and_device, namespace_of
+
+from ._checks import check_gradient, real_number, require_floating
+from ._weights import make_weight
+from .base import Layer, Shape
+
+
+class _Normalization(Layer):
+    """Shared parts: argument checks, gamma/beta, config, the affine step's gradients."""
+
+    def __init__(
+        self, epsilon: float, center: bool, scale: bool, input_shape: Shape | None, name: str | None
+    ) -> None:
+        self.epsilon = real_number("epsilon", epsilon, 0.0)
+        if self.epsilon == 0.0:
+            raise ValueError("epsilon must be positive (it keeps 1/sqrt(var + eps) finite)")
+        for arg, value in (("center", center), ("scale", scale)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{arg} must be a bool. Received: {arg}={value!r}")
+        self.center, self.scale = center, scale
+        super().__init__(input_shape=input_shape, name=name)
+
+    def build(self, input_shape: Shape) -> None:
+        features = input_shape[-1] if len(input_shape) >= 2 else None
+        if not isinstance(features, int):
+            raise ValueError(
+                f"{self.name}: expects inputs (batch, ..., features) with a known feature axis. "
+                f"Received input shape {tuple(input_shape)}"
+            )
+        self.params = {}
+        if self.scale:
+            self.params["gamma"] = make_weight("ones", (features,))
+        if self.center:
+            self.params["beta"] = make_weight("zeros", (features,))
+        self._axes = tuple(range(len(input_shape) - 1))  # every axis but the features
+        super().build(input_shape)
+
+    def _affine(self, xhat: Any) -> Any:
+        """``y = gamma * xhat + beta`` (each term only when enabled)."""
+        y = xhat * self.params["gamma"] if self.scale else xhat
+        return y + self.params["beta"] if self.center else y
+
+    def _param_grads(self, xp: Any, dy: Any, xhat: Any) -> tuple[Any, Any, dict[str, Any]]:
+        """``(sum dy, sum dy * xhat, grads)`` over every axis but the features."""
+        dbeta = xp.sum(dy, axis=self._axes)  # dL/dbeta = sum(dy)
+        dgamma = xp.sum(dy * xhat, axis=self._axes)  # dL/dgamma = sum(dy * xhat)
+        grads = {}
+        if self.scale:
+            grads["gamma"] = dgamma
+        if self.center:
+            grads["beta"] = dbeta
+        return dbeta, dgamma, grads
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+        }
+
+
+class BatchNormalization(_Normalization):
+    """``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` per feature (last axis).
+
+    Statistics are taken over every axis but the last (the batch axis for ``(batch, features)``
+    inputs). Semantics are PyTorch's ``BatchNorm1d``:
+
+    * training (``training=True``): the batch mean and the **biased** batch variance (divide by
+      ``n``) normalise; the running buffers are then updated with the **unbiased** variance
+      (divide by ``n - 1``): ``running = (1 - momentum) * running + momentum * batch``.
+      ``momentum`` is the weight of the NEW batch (PyTorch). Keras users: Keras' ``momentum=0.99``
+      weighs the OLD value; it corresponds to ``momentum=0.01`` here.
+    * inference: the running statistics normalise; nothing changes.
+
+    Training mode rebinds ``state["running_mean"]``/``state["running_var"]`` to new arrays (no
+    in-place writes). It raises ``ValueError`` for a batch with one value per feature (variance
+    undefined, as PyTorch does) and for a non-finite batch mean or variance, before touching the
+    buffers; the latter reads one boolean back from the device per training step (a sync, cheap
+    next to the step itself). Params ``"gamma"``, ``"beta"`` (features,); buffers
+    ``"running_mean"`` (zeros), ``"running_var"`` (ones).
+    """
+
+    has_training_behaviour = True
+
+    def __init__(
+        self,
+        momentum: float = 0.1,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        *,
+        input_shape: Shape | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.momentum = real_number("momentum", momentum, 0.0, 1.0)
+        if self.momentum > 0.5:
+            warnings.warn(
+                f"BatchNormalization momentum={momentum} weighs the NEW batch (PyTorch meaning); "
+                "Keras' momentum=0.99 is momentum=0.01 here",
+                UserWarning,
+                stacklevel=2,
+            )
+        super().__init__(epsilon, center, scale, input_shape, name)
+
+    def build(self, input_shape: Shape) -> None:
+        super().build(input_shape)
+        features = (input_shape[-1],)
+        self.state = {
+            "running_mean": make_weight("zeros", features),
+            "running_var": make_weight("ones", features),
+        }
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        require_floating(self.name, x)
+        self.ensure_built(x)
+        if not self.params:
+            self._check_against_buffers(x)
+        if training:
+            return self._forward_train(x)
+        xp = namespace_of(x)
+        inv_std = 1.0 / xp.sqrt(self.state["running_var"] + self.epsilon)
+        xhat = (x - self.state["running_mean"]) * inv_std
+        return self._affine(xhat), (xhat, inv_std, self.params.get("gamma"), False, tuple(x.shape))
+
+    def _forward_train(self, x: Any) -> tuple[Any, Any]:
+        xp, shape = namespace_of(x), tuple(x.shape)
+        n = math.prod(shape[:-1])
+        if n < 2:
+            raise ValueError(
+                f"{self.name}: training needs more than one value per feature to estimate a "
+                f"variance; received input of shape {shape}"
+            )
+        mean = xp.mean(x, axis=self._axes)
+        xc = x - mean
+        var = xp.mean(xc * xc, axis=self._axes)  # biased: normalises the batch
+        if not bool(xp.all(xp.isfinite(mean) & xp.isfinite(var))):
+            raise ValueError(f"{self.name}: the batch contains NaN or inf; running stats unchanged")
+        inv_std = 1.0 / xp.sqrt(var + self.epsilon)
+        xhat = xc * inv_std
+        m = self.momentum
+        self.state = {
+            "running_mean": (1.0 - m) * self.state["running_mean"] + m * mean,
+            "running_var": (1.0 - m) * self.state["running_var"] + (m * n / (n - 1)) * var,
+        }
+        return self._affine(xhat), (xhat, inv_std, self.params.get("gamma"), True, shape)
+
+    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+        xhat, inv_std, gamma, training, shape = cache
+        check_gradient(self.name, dy, shape)
+        xp = namespace_of(dy)
+        dbeta, dgamma, grads = self._param_grads(xp, dy, xhat)
+        g_scale = inv_std if gamma is None else gamma * inv_std
+        if not training:
+            return dy * g_scale, grads  # dL/dx = dy * gamma / sqrt(running_var + eps)
+        n = math.prod(shape[:-1])
+        # dL/dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))
+        return g_scale * (dy - dbeta / n - xhat * (dgamma / n)), grads
+
+    def _check_against_buffers(self, x: Any) -> None:
+        """Without gamma/beta the base check has no parameter to compare ``x`` with."""
+        reference = self.state["running_mean"]
+        try:
+            namespace_and_device(x, reference)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: input and running statistics differ: {exc}") from None
+        if x.dtype != reference.dtype:
+            raise TypeError(
+                f"{self.name}: input dtype {x.dtype} differs from the running statistics' "
+                f"dtype {reference.dtype}"
+            )
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "momentum": self.momentum}
+
+
+class LayerNormalization(_Normalization):
+    """``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` per sample, over the last axis.
+
+    PyTorch ``LayerNorm(features)`` semantics: biased variance, the same in training and
+    inference, no buffers. Params ``"gamma"`` (ones) and ``"beta"`` (zeros), shape (features,).
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        *,
+        input_shape: Shape | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(epsilon, center, scale, input_shape, name)
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        require_floating(self.name, x)
+        self.ensure_built(x)
+        xp = namespace_of(x)
+        xc = x - xp.mean(x, axis=-1, keepdims=True)
+        inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=-1, keepdims=True) + self.epsilon)
+        xhat = xc * inv_std
+        return self._affine(xhat), (xhat, inv_std, self.params.get("gamma"), tuple(x.shape))
+
+    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+        xhat, inv_std, gamma, shape = cache
+        check_gradient(self.name, dy, shape)
+        xp = namespace_of(dy)
+        _, _, grads = self._param_grads(xp, dy, xhat)
+        g = dy if gamma is None else dy * gamma  # dL/dxhat
+        mean_g = xp.mean(g, axis=-1, keepdims=True)
+        mean_gx = xp.mean(g * xhat, axis=-1, keepdims=True)
+        # dL/dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var + eps)
+        return inv_std * (g - mean_g - xhat * mean_gx), grads
+
+
+__all__ = ["BatchNormalization", "LayerNormalization"]
