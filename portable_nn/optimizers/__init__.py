@@ -1,0 +1,89 @@
+"""Optimizers (pure ``init``/``update`` over dicts keyed by parameter name), schedules, clipping.
+
+>>> opt = pnn.optimizers.get("adam")
+>>> state = opt.init(params)                         # {"step": 0, name: {slot: array}}
+>>> params, state = opt.update(params, grads, state) # new dicts; inputs untouched
+>>> opt.step(model, grads)                           # stateful convenience, in place when possible
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import schedules
+from .adagrad import Adagrad
+from .adam import Adam, AdamW
+from .base import OPTIMIZERS, NonFiniteGradientError, Optimizer
+from .clipping import clip_by_global_norm, clip_by_value, global_norm
+from .rmsprop import RMSprop
+from .schedules import (
+    CosineDecay,
+    ExponentialDecay,
+    LearningRateSchedule,
+    PiecewiseConstant,
+    StepDecay,
+)
+from .sgd import SGD
+
+_ALIASES = {name.lower(): cls for name, cls in OPTIMIZERS.items() if name != "Optimizer"}
+
+
+def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
+    """An optimizer from a name (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``,
+    ``"adagrad"``; default hyper-parameters), an instance (returned as is) or a config dict."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        try:
+            return _ALIASES[identifier.lower()]()
+        except KeyError:
+            raise ValueError(
+                f"unknown optimizer {identifier!r}; valid names are {sorted(_ALIASES)}"
+            ) from None
+    raise TypeError(
+        "expected an optimizer name, instance or config dict. "
+        f"Received: {type(identifier).__name__} {identifier!r}"
+    )
+
+
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}`` (same as ``optimizer.get_config()``)."""
+    return optimizer.get_config()
+
+
+def deserialize(config: dict[str, Any]) -> Optimizer:
+    """Rebuild an optimizer from ``{"class_name": ..., "config": ...}``."""
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(
+            f"an optimizer config needs 'class_name' and 'config'. Received: {config!r}"
+        )
+    name = config["class_name"]
+    cls = OPTIMIZERS.get(name) or _ALIASES.get(str(name).lower())
+    if cls is None or cls is Optimizer:
+        raise ValueError(f"unknown optimizer {name!r}; valid names are {sorted(_ALIASES)}")
+    return cls.from_config(dict(config.get("config", {})))
+
+
+__all__ = [
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "CosineDecay",
+    "ExponentialDecay",
+    "LearningRateSchedule",
+    "NonFiniteGradientError",
+    "Optimizer",
+    "PiecewiseConstant",
+    "RMSprop",
+    "StepDecay",
+    "clip_by_global_norm",
+    "clip_by_value",
+    "deserialize",
+    "get",
+    "global_norm",
+    "schedules",
+    "serialize",
+]

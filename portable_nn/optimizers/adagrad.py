@@ -1,0 +1,69 @@
+"""Adagrad, as ``torch.optim.Adagrad``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _checks
+from .base import Optimizer
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi, Hazan & Singer 2011, JMLR 12, "Adaptive Subgradient Methods for Online
+    Learning and Stochastic Optimization", https://jmlr.org/papers/v12/duchi11a.html), same
+    semantics and defaults as ``torch.optim.Adagrad``. At update ``t = 1, 2, ...``::
+
+        g <- g + weight_decay * p                      # L2 penalty added to the gradient
+        lr_t = lr / (1 + (t - 1) * lr_decay)
+        s <- s + g**2                                  # s starts at initial_accumulator_value
+        p <- p - lr_t * g / (sqrt(s) + epsilon)
+
+    Slot: ``sum`` (torch's name).
+    """
+
+    _hyper_keys = ("epsilon", "initial_accumulator_value", "weight_decay", "lr_decay")
+
+    def __init__(
+        self,
+        learning_rate: Any = 0.01,
+        epsilon: float = 1e-10,
+        initial_accumulator_value: float = 0.0,
+        weight_decay: float = 0.0,
+        lr_decay: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.epsilon = _checks.non_negative("epsilon", epsilon)
+        self.initial_accumulator_value = _checks.non_negative(
+            "initial_accumulator_value", initial_accumulator_value
+        )
+        self.weight_decay = _checks.non_negative("weight_decay", weight_decay)
+        self.lr_decay = _checks.non_negative("lr_decay", lr_decay)
+        super().__init__(learning_rate, **kwargs)
+
+    def _slots(self) -> tuple[str, ...]:
+        return ("sum",)
+
+    def _slot_fill(self, slot: str) -> float:
+        return self.initial_accumulator_value
+
+    def _constants(self, step: int, lr: float) -> tuple:
+        return (lr / (1.0 + (step - 1) * self.lr_decay), self.epsilon, self.weight_decay)
+
+    def _update_pure(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> tuple[Any, dict]:
+        clr, eps, wd = c
+        if wd:
+            g = g + wd * p
+        acc = slots["sum"] + g * g
+        return p - clr * (g / (xp.sqrt(acc) + eps)), {"sum": acc}
+
+    def _update_inplace(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> None:
+        clr, eps, wd = c
+        if wd:
+            g = g + wd * p
+        acc = slots["sum"]
+        acc += g * g
+        denom = xp.sqrt(acc)
+        denom += eps
+        delta = g / denom
+        delta *= clr
+        p -= delta

@@ -1,0 +1,118 @@
+"""Adam and AdamW, as ``torch.optim.Adam`` / ``torch.optim.AdamW``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import _checks
+from .base import Optimizer
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015, https://arxiv.org/abs/1412.6980), as ``torch.optim.Adam``.
+
+    At update ``t = 1, 2, ...`` (``m``, ``v`` start at 0)::
+
+        g <- g + weight_decay * p                      # L2 penalty (Adam); AdamW decouples it
+        m <- beta_1 * m + (1 - beta_1) * g
+        v <- beta_2 * v + (1 - beta_2) * g**2
+        v_max <- max(v_max, v)                         # amsgrad only; then v_max replaces v
+        p <- p - lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + epsilon)
+
+    ``epsilon`` is added *outside* the square root (torch's and the paper's form). AMSGrad:
+    Reddi et al. 2018, https://openreview.net/forum?id=ryQu7f-RZ, with torch's bias correction.
+    Slots: ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq`` (amsgrad), as torch names them.
+    """
+
+    _hyper_keys = ("beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay")
+    _decoupled = False
+
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        amsgrad: bool = False,
+        weight_decay: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.beta_1 = _checks.fraction("beta_1", beta_1)
+        self.beta_2 = _checks.fraction("beta_2", beta_2)
+        self.epsilon = _checks.non_negative("epsilon", epsilon)
+        self.amsgrad = _checks.flag("amsgrad", amsgrad)
+        self.weight_decay = _checks.non_negative("weight_decay", weight_decay)
+        super().__init__(learning_rate, **kwargs)
+
+    def _slots(self) -> tuple[str, ...]:
+        slots = ("exp_avg", "exp_avg_sq")
+        return (*slots, "max_exp_avg_sq") if self.amsgrad else slots
+
+    def _constants(self, step: int, lr: float) -> tuple:
+        b1, b2 = self.beta_1, self.beta_2
+        step_size = lr / (1.0 - b1**step)  # bias corrections as Python floats
+        bc2_sqrt = math.sqrt(1.0 - b2**step)
+        wd = self.weight_decay
+        l2, shrink = (0.0, 1.0 - lr * wd) if self._decoupled else (wd, 1.0)
+        return (b1, 1.0 - b1, b2, 1.0 - b2, step_size, bc2_sqrt, self.epsilon, l2, shrink)
+
+    def _update_pure(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> tuple[Any, dict]:
+        b1, c1, b2, c2, step_size, bc2_sqrt, eps, l2, shrink = c
+        if l2:
+            g = g + l2 * p
+        if shrink != 1.0:
+            p = p * shrink  # AdamW: p <- p * (1 - lr * weight_decay)
+        m = b1 * slots["exp_avg"] + c1 * g
+        v = b2 * slots["exp_avg_sq"] + c2 * (g * g)
+        new = {"exp_avg": m, "exp_avg_sq": v}
+        if self.amsgrad:
+            v = new["max_exp_avg_sq"] = xp.maximum(slots["max_exp_avg_sq"], v)
+        denom = xp.sqrt(v) / bc2_sqrt + eps
+        return p - step_size * (m / denom), new
+
+    def _update_inplace(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> None:
+        b1, c1, b2, c2, step_size, bc2_sqrt, eps, l2, shrink = c
+        if l2:
+            g = g + l2 * p
+        if shrink != 1.0:
+            p *= shrink
+        m, v = slots["exp_avg"], slots["exp_avg_sq"]
+        m *= b1
+        m += c1 * g
+        sq = g * g
+        sq *= c2
+        v *= b2
+        v += sq
+        if self.amsgrad:
+            v_max = slots["max_exp_avg_sq"]
+            v_max[...] = xp.maximum(v_max, v)
+            v = v_max
+        denom = xp.sqrt(v)
+        denom /= bc2_sqrt
+        denom += eps
+        delta = m / denom
+        delta *= step_size
+        p -= delta
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter 2019, https://arxiv.org/abs/1711.05101), as
+    ``torch.optim.AdamW``: Adam without the L2 term, plus the decoupled decay
+    ``p <- p * (1 - lr * weight_decay)`` applied before the Adam step. Default
+    ``weight_decay=0.01`` (torch's).
+    """
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        amsgrad: bool = False,
+        weight_decay: float = 0.01,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, **kwargs)

@@ -1,0 +1,213 @@
+"""Learning-rate schedules: ``schedule(step) -> float`` where ``step`` counts updates done.
+
+Every schedule returns a Python float (no arrays, no device sync) and round-trips through
+``get_config()`` / ``from_config(config)`` (plain hyper-parameters, as in Keras) or
+``serialize`` / ``deserialize`` (``{"class_name": ..., "config": ...}``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Any, ClassVar
+
+from . import _checks
+
+SCHEDULES: dict[str, type[LearningRateSchedule]] = {}
+
+
+class LearningRateSchedule:
+    """Base class: a callable from the number of updates already done to a learning rate."""
+
+    _config_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        SCHEDULES[cls.__name__] = cls
+
+    def __call__(self, step: int) -> float:
+        if step < 0:
+            raise ValueError(f"step must be >= 0. Received: step={step!r}")
+        return float(self._value(step))
+
+    def _value(self, step: int) -> float:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments as a JSON-friendly dict."""
+        return {key: getattr(self, key) for key in self._config_keys}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LearningRateSchedule:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.get_config() == self.get_config()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """``lr(step) = initial_learning_rate * decay_rate ** (step / decay_steps)`` (Keras).
+
+    With ``staircase=True`` the exponent is ``floor(step / decay_steps)``. ``decay_steps=1``
+    gives ``torch.optim.lr_scheduler.ExponentialLR(gamma=decay_rate)`` stepped once per update.
+    """
+
+    _config_keys = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase")
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        decay_rate: float,
+        staircase: bool = False,
+    ) -> None:
+        self.initial_learning_rate = _checks.positive(
+            "initial_learning_rate", initial_learning_rate
+        )
+        self.decay_steps = _checks.count("decay_steps", decay_steps)
+        self.decay_rate = _checks.positive("decay_rate", decay_rate)
+        self.staircase = _checks.flag("staircase", staircase)
+
+    def _value(self, step: int) -> float:
+        exponent = step / self.decay_steps
+        if self.staircase:
+            exponent = math.floor(exponent)
+        return self.initial_learning_rate * self.decay_rate**exponent
+
+
+class StepDecay(LearningRateSchedule):
+    """``lr(step) = initial_learning_rate * gamma ** (step // step_size)`` (torch ``StepLR``)."""
+
+    _config_keys = ("initial_learning_rate", "step_size", "gamma")
+
+    def __init__(self, initial_learning_rate: float, step_size: int, gamma: float = 0.1) -> None:
+        self.initial_learning_rate = _checks.positive(
+            "initial_learning_rate", initial_learning_rate
+        )
+        self.step_size = _checks.count("step_size", step_size)
+        self.gamma = _checks.positive("gamma", gamma)
+
+    def _value(self, step: int) -> float:
+        return self.initial_learning_rate * self.gamma ** (int(step) // self.step_size)
+
+
+class CosineDecay(LearningRateSchedule):
+    """Cosine decay with optional linear warmup, as Keras 3 ``CosineDecay``.
+
+    Without ``warmup_target`` (Keras: warmup is skipped, ``warmup_steps`` ignored)::
+
+        t = min(step, decay_steps) / decay_steps
+        lr = initial_learning_rate * ((1 - alpha) * 0.5 * (1 + cos(pi * t)) + alpha)
+
+    With ``warmup_target``: for ``step < warmup_steps`` the rate rises linearly from
+    ``initial_learning_rate`` to ``warmup_target``,
+    ``lr = initial + (warmup_target - initial) * step / warmup_steps``; afterwards the cosine
+    above runs from ``warmup_target`` over ``step - warmup_steps`` (capped at ``decay_steps``).
+    Loshchilov & Hutter 2017, SGDR, https://arxiv.org/abs/1608.03983.
+    """
+
+    _config_keys = (
+        "initial_learning_rate",
+        "decay_steps",
+        "alpha",
+        "warmup_steps",
+        "warmup_target",
+    )
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        alpha: float = 0.0,
+        warmup_steps: int = 0,
+        warmup_target: float | None = None,
+    ) -> None:
+        self.initial_learning_rate = _checks.non_negative(
+            "initial_learning_rate", initial_learning_rate
+        )
+        self.decay_steps = _checks.count("decay_steps", decay_steps)
+        self.alpha = _checks.non_negative("alpha", alpha)
+        if self.alpha > 1.0:
+            raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}")
+        self.warmup_steps = _checks.count("warmup_steps", warmup_steps, minimum=0)
+        self.warmup_target = _checks.optional_positive("warmup_target", warmup_target)
+        if self.warmup_target is None and self.initial_learning_rate == 0.0:
+            raise ValueError(
+                "initial_learning_rate must be > 0 without warmup_target. "
+                f"Received: initial_learning_rate={initial_learning_rate!r}"
+            )
+
+    def _decay(self, step: float, peak: float) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * (step / self.decay_steps)))
+        return peak * ((1.0 - self.alpha) * cosine + self.alpha)
+
+    def _value(self, step: int) -> float:
+        if self.warmup_target is None:
+            return self._decay(min(step, self.decay_steps), self.initial_learning_rate)
+        step = min(step, self.decay_steps + self.warmup_steps)
+        if step < self.warmup_steps:
+            rise = self.warmup_target - self.initial_learning_rate
+            return rise * (step / self.warmup_steps) + self.initial_learning_rate
+        return self._decay(step - self.warmup_steps, self.warmup_target)
+
+
+class PiecewiseConstant(LearningRateSchedule):
+    """``values[i]`` for ``boundaries[i-1] < step <= boundaries[i]`` (Keras semantics).
+
+    ``values`` has one more entry than ``boundaries``: ``values[0]`` while
+    ``step <= boundaries[0]``, ``values[-1]`` once ``step > boundaries[-1]``.
+    """
+
+    _config_keys = ("boundaries", "values")
+
+    def __init__(self, boundaries: list[int], values: list[float]) -> None:
+        self.boundaries = [_checks.count("boundaries[i]", b, minimum=0) for b in boundaries]
+        self.values = [_checks.positive("values[i]", v) for v in values]
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ValueError(
+                "values must have one more entry than boundaries. Received: "
+                f"{len(self.boundaries)} boundaries and {len(self.values)} values"
+            )
+        if any(b >= c for b, c in zip(self.boundaries, self.boundaries[1:])):
+            raise ValueError(f"boundaries must be increasing. Received: boundaries={boundaries!r}")
+
+    def _value(self, step: int) -> float:
+        return self.values[bisect.bisect_left(self.boundaries, step)]
+
+
+def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}`` for a schedule."""
+    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+
+
+def deserialize(config: dict[str, Any]) -> LearningRateSchedule:
+    """Rebuild a schedule written by :func:`serialize`."""
+    if not isinstance(config, dict) or set(config) != {"class_name", "config"}:
+        raise ValueError(
+            "a schedule config must be a dict with keys 'class_name' and 'config'. "
+            f"Received: {config!r}"
+        )
+    try:
+        cls = SCHEDULES[config["class_name"]]
+    except KeyError:
+        raise ValueError(
+            f"unknown schedule {config['class_name']!r}; valid names are {sorted(SCHEDULES)}"
+        ) from None
+    return cls.from_config(config["config"])
+
+
+__all__ = [
+    "CosineDecay",
+    "ExponentialDecay",
+    "LearningRateSchedule",
+    "PiecewiseConstant",
+    "StepDecay",
+    "deserialize",
+    "serialize",
+]

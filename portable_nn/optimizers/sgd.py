@@ -1,0 +1,69 @@
+"""Stochastic gradient descent with (Nesterov) momentum, as ``torch.optim.SGD``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _checks
+from .base import Optimizer
+
+
+class SGD(Optimizer):
+    """SGD, same semantics and defaults as ``torch.optim.SGD`` with ``dampening=0``.
+
+    Per parameter ``p`` with gradient ``g`` (``b``, the momentum buffer, starts at 0 so that
+    ``b = g`` after the first step, as torch)::
+
+        g <- g + weight_decay * p                     # L2 penalty added to the gradient
+        b <- momentum * b + g
+        g <- g + momentum * b   if nesterov   else   g <- b
+        p <- p - lr * g
+
+    Nesterov momentum in the form of Sutskever et al. 2013, "On the importance of initialization
+    and momentum in deep learning", http://proceedings.mlr.press/v28/sutskever13.html.
+    Slots: ``momentum_buffer`` (only when ``momentum > 0``).
+    """
+
+    _hyper_keys = ("momentum", "nesterov", "weight_decay")
+
+    def __init__(
+        self,
+        learning_rate: Any = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.momentum = _checks.fraction("momentum", momentum)
+        self.nesterov = _checks.flag("nesterov", nesterov)
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError(f"nesterov=True needs momentum > 0. Received: momentum={momentum!r}")
+        self.weight_decay = _checks.non_negative("weight_decay", weight_decay)
+        super().__init__(learning_rate, **kwargs)
+
+    def _slots(self) -> tuple[str, ...]:
+        return ("momentum_buffer",) if self.momentum else ()
+
+    def _constants(self, step: int, lr: float) -> tuple:
+        return (lr, self.momentum, self.nesterov, self.weight_decay)
+
+    def _update_pure(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> tuple[Any, dict]:
+        lr, momentum, nesterov, wd = c
+        if wd:
+            g = g + wd * p
+        if not momentum:
+            return p - lr * g, {}
+        buf = momentum * slots["momentum_buffer"] + g  # b = mu * b + g
+        g = g + momentum * buf if nesterov else buf
+        return p - lr * g, {"momentum_buffer": buf}
+
+    def _update_inplace(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> None:
+        lr, momentum, nesterov, wd = c
+        if wd:
+            g = g + wd * p
+        if momentum:
+            buf = slots["momentum_buffer"]
+            buf *= momentum
+            buf += g
+            g = g + momentum * buf if nesterov else buf
+        p -= lr * g
