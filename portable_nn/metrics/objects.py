@@ -21,6 +21,12 @@ from .functions import (
 Array = Any
 
 
+def _sum(values: Array) -> Array:
+    """Sum as a 0-d array (NumPy reductions return scalars; ``asarray`` makes them arrays)."""
+    xp = namespace_of(values)
+    return xp.asarray(xp.sum(values))
+
+
 class Metric:
     """A named metric: ``batch_value`` sums per-sample values on device, ``__call__`` averages.
 
@@ -45,13 +51,13 @@ class Metric:
 
     def batch_value(self, y_true: Array, y_pred: Array) -> Array:
         """Sum over the batch of the per-sample metric: a 0-d array on the inputs' device."""
-        values = self.per_sample(y_true, y_pred)
-        return namespace_of(values).sum(values)
+        return _sum(self.per_sample(y_true, y_pred))
 
     def __call__(self, y_true: Array, y_pred: Array) -> Array:
         """Mean over the batch (0-d array)."""
         values = self.per_sample(y_true, y_pred)
-        return namespace_of(values).mean(values)
+        xp = namespace_of(values)
+        return xp.asarray(xp.mean(values))
 
     def get_config(self) -> dict[str, Any]:
         """JSON-friendly constructor arguments; ``type(m).from_config(m.get_config())`` rebuilds."""
@@ -138,8 +144,8 @@ class MeanMetricWrapper(Metric):
     def batch_value(self, y_true: Array, y_pred: Array) -> Array:
         values = self.per_sample(y_true, y_pred)
         if values.ndim == 0:
-            return values * float(y_pred.shape[0])
-        return namespace_of(values).sum(values)
+            return namespace_of(values).asarray(values * float(y_pred.shape[0]))
+        return _sum(values)
 
     def per_sample(self, y_true: Array, y_pred: Array) -> Array:
         values = self.user_fn(y_true, y_pred)
