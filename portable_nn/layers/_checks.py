@@ -7,16 +7,19 @@ from typing import Any
 
 from portable_nn.backend import namespace_of
 
-_IS_FLOATING: dict[Any, bool] = {}  # dtype -> real floating? (cached: runs on every call)
+# (array type, dtype) -> real floating? Cached: runs on every call. The array type in the key keeps
+# dtypes of different libraries apart (array-api-strict warns when compared with NumPy's).
+_IS_FLOATING: dict[tuple[type, Any], bool] = {}
 
 
 def require_floating(owner: str, x: Any) -> None:
     """``TypeError`` unless ``x`` is a real floating array (integer/bool features are refused)."""
     dtype = x.dtype
-    ok = _IS_FLOATING.get(dtype)
+    key = (type(x), dtype)
+    ok = _IS_FLOATING.get(key)
     if ok is None:
         ok = bool(namespace_of(x).isdtype(dtype, "real floating"))
-        _IS_FLOATING[dtype] = ok
+        _IS_FLOATING[key] = ok
     if not ok:
         raise TypeError(
             f"{owner}: expected a real floating input (float32 or float64). Received: dtype="
