@@ -1,0 +1,221 @@
+"""Optimizers vs torch.optim (10 steps, float64, every backend), pure vs in-place, dtypes."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from portable_nn import optimizers as opt_mod
+from portable_nn.optimizers._state import is_writeable
+
+SHAPES = {"dense.weight": (3, 4), "dense.bias": (4,), "out.weight": (4, 1)}
+N_STEPS = 10
+
+# id -> (portable_nn constructor, torch.optim class name, torch kwargs)
+CASES = {
+    "sgd": (lambda: opt_mod.SGD(0.1), "SGD", {"lr": 0.1}),
+    "sgd-momentum": (lambda: opt_mod.SGD(0.05, momentum=0.9), "SGD", {"lr": 0.05, "momentum": 0.9}),
+    "sgd-nesterov": (
+        lambda: opt_mod.SGD(0.05, momentum=0.8, nesterov=True),
+        "SGD",
+        {"lr": 0.05, "momentum": 0.8, "nesterov": True},
+    ),
+    "sgd-weight_decay": (
+        lambda: opt_mod.SGD(0.05, momentum=0.5, weight_decay=0.1),
+        "SGD",
+        {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.1},
+    ),
+    "adam": (lambda: opt_mod.Adam(0.01), "Adam", {"lr": 0.01}),
+    "adam-amsgrad": (
+        lambda: opt_mod.Adam(0.01, beta_1=0.8, beta_2=0.9, amsgrad=True),
+        "Adam",
+        {"lr": 0.01, "betas": (0.8, 0.9), "amsgrad": True},
+    ),
+    "adam-weight_decay": (
+        lambda: opt_mod.Adam(0.01, epsilon=1e-3, weight_decay=0.1),
+        "Adam",
+        {"lr": 0.01, "eps": 1e-3, "weight_decay": 0.1},
+    ),
+    "adamw": (lambda: opt_mod.AdamW(0.01), "AdamW", {"lr": 0.01}),
+    "adamw-amsgrad": (
+        lambda: opt_mod.AdamW(0.02, weight_decay=0.3, amsgrad=True),
+        "AdamW",
+        {"lr": 0.02, "weight_decay": 0.3, "amsgrad": True},
+    ),
+    "rmsprop": (lambda: opt_mod.RMSprop(0.01), "RMSprop", {"lr": 0.01}),
+    "rmsprop-momentum": (
+        lambda: opt_mod.RMSprop(0.01, rho=0.9, momentum=0.7),
+        "RMSprop",
+        {"lr": 0.01, "alpha": 0.9, "momentum": 0.7},
+    ),
+    "rmsprop-centered": (
+        lambda: opt_mod.RMSprop(0.01, centered=True, momentum=0.3),
+        "RMSprop",
+        {"lr": 0.01, "centered": True, "momentum": 0.3},
+    ),
+    "rmsprop-weight_decay": (
+        lambda: opt_mod.RMSprop(0.01, epsilon=1e-4, weight_decay=0.2),
+        "RMSprop",
+        {"lr": 0.01, "eps": 1e-4, "weight_decay": 0.2},
+    ),
+    "adagrad": (lambda: opt_mod.Adagrad(0.1), "Adagrad", {"lr": 0.1}),
+    "adagrad-initial_accumulator": (
+        lambda: opt_mod.Adagrad(0.1, initial_accumulator_value=0.5),
+        "Adagrad",
+        {"lr": 0.1, "initial_accumulator_value": 0.5},
+    ),
+    "adagrad-weight_decay": (
+        lambda: opt_mod.Adagrad(0.1, weight_decay=0.2, epsilon=1e-6),
+        "Adagrad",
+        {"lr": 0.1, "weight_decay": 0.2, "eps": 1e-6},
+    ),
+    "adagrad-lr_decay": (
+        lambda: opt_mod.Adagrad(0.1, lr_decay=0.3),
+        "Adagrad",
+        {"lr": 0.1, "lr_decay": 0.3},
+    ),
+}
+
+
+def host_problem(seed: int = 0, dtype: str = "float64") -> tuple[dict, list[dict]]:
+    """Random parameters and N_STEPS gradient dicts whose scale changes from step to step."""
+    rng = np.random.default_rng(seed)
+    params = {k: rng.normal(size=s).astype(dtype) for k, s in SHAPES.items()}
+    grads = []
+    for _ in range(N_STEPS):
+        scale = rng.uniform(0.1, 3.0)
+        grads.append({k: (scale * rng.normal(size=s)).astype(dtype) for k, s in SHAPES.items()})
+    return params, grads
+
+
+@functools.cache
+def torch_reference(case: str) -> tuple[dict, dict]:
+    """Parameters and per-parameter optimizer state after N_STEPS of torch.optim."""
+    torch = pytest.importorskip("torch")
+    _, cls_name, kwargs = CASES[case]
+    params, grads = host_problem()
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    opt = getattr(torch.optim, cls_name)(list(tensors.values()), **kwargs)
+    for g in grads:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k])
+        opt.step()
+    slots = {
+        k: {s: v.numpy().copy() for s, v in opt.state[t].items() if s != "step"}
+        for k, t in tensors.items()
+    }
+    return {k: t.detach().numpy().copy() for k, t in tensors.items()}, slots
+
+
+def run(backend, opt, *, inplace: bool, dtype: str = "float64") -> tuple[dict, dict]:
+    params, grads = host_problem(dtype=dtype)
+    p = {k: backend.asarray(v) for k, v in params.items()}
+    state = opt.init(p)
+    for g in grads:
+        p, state = opt.update(
+            p, {k: backend.asarray(v) for k, v in g.items()}, state, inplace=inplace
+        )
+    return p, state
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["pure", "inplace"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_matches_torch_optim(backend, case, inplace):
+    ref_params, ref_slots = torch_reference(case)
+    opt = CASES[case][0]()
+    with backend.use("float64"):
+        params, state = run(backend, opt, inplace=inplace)
+    assert state["step"] == N_STEPS
+    for name, ref in ref_params.items():
+        backend.assert_same_place(params[name])
+        np.testing.assert_allclose(backend.to_numpy(params[name]), ref, rtol=1e-10, atol=1e-12)
+        assert set(state[name]) == set(ref_slots[name])  # torch's slot names
+        for slot, ref_slot in ref_slots[name].items():
+            got = backend.to_numpy(state[name][slot])
+            np.testing.assert_allclose(got, ref_slot, rtol=1e-10, atol=1e-12, err_msg=slot)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_inplace_path_equals_pure_path(backend, case):
+    """Bitwise on NumPy (the in-place forms round exactly like the pure ones); the in-place
+    path is really taken where arrays are writeable, and never on JAX / read-only NumPy."""
+    with backend.use("float64"):
+        pure, pure_state = run(backend, CASES[case][0](), inplace=False)
+        params, grads = host_problem()
+        p = {k: backend.asarray(v) for k, v in params.items()}
+        opt = CASES[case][0]()
+        state = opt.init(p)
+        taken = []
+        for g in grads:
+            g = {k: backend.asarray(v) for k, v in g.items()}
+            writeable = all(is_writeable(a) for a in p.values())
+            new_p, new_state = opt.update(p, g, state, inplace=True)
+            taken.append(new_p is p and new_state is state)
+            assert taken[-1] == writeable
+            p, state = new_p, new_state
+    # JAX never; read-only NumPy inputs take the pure path once, then own writeable copies
+    expected = {"jax": [False] * N_STEPS, "numpy_readonly": [False] + [True] * (N_STEPS - 1)}
+    assert taken == expected.get(backend.id, [True] * N_STEPS)
+    for name in SHAPES:
+        got, want = backend.to_numpy(p[name]), backend.to_numpy(pure[name])
+        if backend.id == "numpy":
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=0.0)
+        for slot, value in pure_state[name].items():
+            got = backend.to_numpy(state[name][slot])
+            np.testing.assert_allclose(got, backend.to_numpy(value), rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.parametrize("case", ["sgd-nesterov", "adam-amsgrad", "rmsprop-centered", "adagrad"])
+def test_pure_update_does_not_touch_inputs(backend, case):
+    params, grads = host_problem()
+    p = {k: backend.asarray(v) for k, v in params.items()}
+    g = {k: backend.asarray(v) for k, v in grads[0].items()}
+    opt = CASES[case][0]()
+    state = opt.init(p)
+    state = opt.update(p, g, state)[1]  # non-zero slots before the checked step
+    before = [{k: backend.to_numpy(v).copy() for k, v in d.items()} for d in (p, g)]
+    slots_before = {
+        k: {s: backend.to_numpy(a).copy() for s, a in v.items()}
+        for k, v in state.items()
+        if k != "step"
+    }
+    new_p, new_state = opt.update(p, g, state)
+    assert new_p is not p and new_state is not state and state["step"] == 1
+    assert new_state["step"] == 2
+    for saved, live in zip(before, (p, g)):
+        for k, v in saved.items():
+            np.testing.assert_array_equal(backend.to_numpy(live[k]), v)
+    for k, slots in slots_before.items():
+        for s, v in slots.items():
+            np.testing.assert_array_equal(backend.to_numpy(state[k][s]), v)
+    assert any(not np.array_equal(backend.to_numpy(new_p[k]), before[0][k]) for k in SHAPES)
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["pure", "inplace"])
+@pytest.mark.parametrize(
+    "case", ["sgd-nesterov", "adam-amsgrad", "adamw", "rmsprop-centered", "adagrad-lr_decay"]
+)
+def test_float32_stays_float32(backend, case, inplace):
+    opt = CASES[case][0]()
+    params, state = run(backend, opt, inplace=inplace, dtype="float32")
+    for name in SHAPES:
+        assert params[name].dtype == backend.xp.float32
+        backend.assert_same_place(params[name])
+        for value in state[name].values():
+            assert value.dtype == backend.xp.float32
+    assert isinstance(state["step"], int)
+
+
+def test_float64_gradients_are_cast_to_float32_parameters(backend):
+    params, grads = host_problem()
+    p = {k: backend.asarray(v, "float32") for k, v in params.items()}
+    with backend.use("float64"):
+        g = {k: backend.asarray(v, "float64") for k, v in grads[0].items()}
+    opt = opt_mod.Adam(0.01)
+    new_p, state = opt.update(p, g, opt.init(p))
+    assert all(new_p[k].dtype == backend.xp.float32 for k in SHAPES)
+    assert all(state[k]["exp_avg"].dtype == backend.xp.float32 for k in SHAPES)
