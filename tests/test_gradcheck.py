@@ -93,6 +93,16 @@ def test_slightly_wrong_derivative_fails(backend: Any) -> None:
     assert 5e-3 < result.max_rel_error < 2e-2
 
 
+def test_nan_gradient_fails(backend: Any) -> None:
+    xp = backend.xp
+    (x,) = _data(backend, (2, 2))
+    result = pnn.gradcheck(
+        xp.sin, x, backward=lambda dy, x: dy * float("nan"), raise_exception=False
+    )
+    assert not result.ok and result.max_abs_error == float("inf")
+    assert "analytic nan" in result.worst
+
+
 def test_extra_checks_catch_bias_and_nondeterminism(backend: Any) -> None:
     xp = backend.xp
     (x,) = _data(backend, (3,))
