@@ -1,0 +1,93 @@
+"""``ModelCheckpoint``: save the model (or its weights) at the end of epochs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import _checks
+from .base import Callback, Logs
+
+
+class ModelCheckpoint(Callback):
+    """Call ``model.save(path)`` or ``model.save_weights(path)`` at the end of each epoch.
+
+    ``filepath`` may hold ``str.format`` fields filled from ``epoch`` (1-based, as Keras) and
+    the epoch logs, e.g. ``"ckpt/{epoch:02d}-{val_loss:.4f}.safetensors"``; a missing field
+    raises ``KeyError`` naming the available ones. Missing folders are created. With
+    ``save_best_only`` it saves only when ``monitor`` improves on the best value so far
+    (``mode`` as in :class:`EarlyStopping`; ``initial_value_threshold`` is the value to beat
+    first); the best value is kept across ``fit`` calls, as in Keras. Saving happens every
+    epoch (Keras's ``save_freq="epoch"``).
+    """
+
+    def __init__(
+        self,
+        filepath: str | os.PathLike,
+        monitor: str = "val_loss",
+        verbose: int = 0,
+        save_best_only: bool = False,
+        save_weights_only: bool = False,
+        mode: str = "auto",
+        initial_value_threshold: float | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(filepath, (str, os.PathLike)) or not os.fspath(filepath):
+            raise ValueError(f"Expected a file path. Received: filepath={filepath!r}")
+        self.filepath = os.fspath(filepath)
+        self.monitor = _checks.non_empty_str("monitor", monitor)
+        self.verbose = _checks.non_negative_int("verbose", verbose)
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.mode = _checks.resolve_mode(monitor, mode)
+        if initial_value_threshold is None:
+            self.best = _checks.worst(self.mode)
+        else:
+            self.best = _checks.finite_number("initial_value_threshold", initial_value_threshold)
+        self.last_saved: str | None = None
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        path = self.format_path(epoch, logs)
+        if self.save_best_only:
+            current = _checks.monitor_value(logs, self.monitor, "ModelCheckpoint")
+            if current is None:
+                return
+            if not _checks.improved(current, self.best, self.mode):
+                self._say(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+            self._say(
+                f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
+                f"{current:.5f}, saving model to {path}"
+            )
+            self.best = current
+        elif self.verbose:
+            self._say(f"Epoch {epoch + 1}: saving model to {path}")
+        self._save(path)
+
+    def format_path(self, epoch: int, logs: Logs = None) -> str:
+        """``filepath`` with ``{epoch}`` (1-based) and log entries filled in."""
+        fields: dict[str, Any] = {**(logs or {}), "epoch": epoch + 1}
+        try:
+            return self.filepath.format_map(fields)
+        except KeyError as exc:
+            raise KeyError(
+                f"ModelCheckpoint cannot format filepath {self.filepath!r}: no log entry "
+                f"{exc.args[0]!r}; available: {', '.join(sorted(fields))}"
+            ) from None
+
+    def _save(self, path: str) -> None:
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        self.last_saved = path
+
+    def _say(self, message: str) -> None:
+        if self.verbose:
+            print(message)
+
+
+__all__ = ["ModelCheckpoint"]

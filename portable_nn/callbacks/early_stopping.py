@@ -1,0 +1,101 @@
+"""``EarlyStopping``: stop when a monitored quantity stops improving (Keras 3 semantics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portable_nn.backend import namespace_of
+
+from . import _checks
+from .base import Callback, Logs
+
+
+class EarlyStopping(Callback):
+    """Stop training once ``monitor`` has not improved for ``patience`` epochs.
+
+    An epoch improves when ``current < best - min_delta`` (mode min) or
+    ``current > best + min_delta`` (mode max); ``mode="auto"`` is max for names containing
+    ``"acc"``, min otherwise. NaN never improves. With ``patience=0`` training stops at the
+    first epoch that does not improve. ``baseline``: epochs that improve on ``best`` but not on
+    the baseline do not reset the patience counter. Epochs before ``start_from_epoch`` are
+    ignored. With ``restore_best_weights`` the parameters and buffers of the best epoch are
+    copied (real copies on the device, no host transfer) and loaded back at the end of
+    training, whether or not it stopped early (Keras 3); the first monitored epoch counts as
+    the best until one improves.
+
+    Attributes: ``stopped_epoch`` (0-based, 0 if not stopped), ``best``, ``best_epoch``,
+    ``wait``, ``best_weights``.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
+        super().__init__()
+        self.monitor = _checks.non_empty_str("monitor", monitor)
+        self.min_delta = abs(_checks.finite_number("min_delta", min_delta))
+        self.patience = _checks.non_negative_int("patience", patience)
+        self.verbose = _checks.non_negative_int("verbose", verbose)
+        self.mode = _checks.resolve_mode(monitor, mode)
+        self.baseline = None if baseline is None else _checks.finite_number("baseline", baseline)
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = _checks.non_negative_int("start_from_epoch", start_from_epoch)
+        self.on_train_begin()
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.best_weights: dict[str, Any] | None = None
+
+    def _is_improvement(self, value: float, reference: float | None) -> bool:
+        if value != value:  # NaN
+            return False
+        return reference is None or _checks.improved(value, reference, self.mode, self.min_delta)
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        current = _checks.monitor_value(logs, self.monitor, "EarlyStopping")
+        if current is None or epoch < self.start_from_epoch:
+            return
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = _copy_state(self.model)
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = _copy_state(self.model), epoch
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: Logs = None) -> None:
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                best = self.best_epoch + 1
+                print(f"Restoring model weights from the end of the best epoch: {best}.")
+            self.model.load_state_dict(self.best_weights)
+
+
+def _copy_state(model: Any) -> dict[str, Any]:
+    """Copies of every parameter and buffer, in their namespace and on their device (an
+    in-place optimizer update cannot change them)."""
+    return {
+        name: namespace_of(array).asarray(array, copy=True)
+        for name, array in model.state_dict().items()
+    }
+
+
+__all__ = ["EarlyStopping"]

@@ -1,0 +1,156 @@
+"""Callbacks that set the optimizer's learning rate: ``LearningRateScheduler`` and
+``ReduceLROnPlateau``. Both log the epoch's rate as ``logs["learning_rate"]``.
+
+They need ``model.optimizer.learning_rate`` to be a number: an optimizer built with a schedule
+object already decides its rate every step, so they raise ``TypeError`` at ``on_train_begin``
+(before training changes anything) rather than silently replace the schedule, as Keras does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+from . import _checks
+from .base import Callback, Logs
+
+
+def get_learning_rate(model: Any, owner: str) -> float:
+    """The optimizer's current learning rate as a float (a 0-d array is read back once)."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not hasattr(optimizer, "learning_rate"):
+        raise ValueError(f"{owner} needs a model whose optimizer has a learning_rate (compile it)")
+    rate = optimizer.learning_rate
+    if callable(rate):
+        raise TypeError(
+            f"{owner} sets the learning rate, but the optimizer follows the schedule {rate!r}; "
+            "build the optimizer with a float learning_rate to use this callback"
+        )
+    return float(rate)
+
+
+def set_learning_rate(model: Any, value: float) -> None:
+    model.optimizer.learning_rate = float(value)
+
+
+class LearningRateScheduler(Callback):
+    """At each epoch's start, ``lr = schedule(epoch, lr)`` (or ``schedule(epoch)`` for a
+    one-argument function); ``epoch`` is 0-based. The result must be a finite float >= 0."""
+
+    def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"schedule must be callable. Received: schedule={schedule!r}")
+        self.schedule = schedule
+        self.verbose = _checks.non_negative_int("verbose", verbose)
+        self._passes_rate = _positional_arity(schedule) >= 2
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        get_learning_rate(self.model, "LearningRateScheduler")
+
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
+        rate = get_learning_rate(self.model, "LearningRateScheduler")
+        new = self.schedule(epoch, rate) if self._passes_rate else self.schedule(epoch)
+        if isinstance(new, bool) or not isinstance(new, (int, float)):
+            new = _as_float(new, epoch)
+        if not math.isfinite(new) or new < 0.0:
+            raise ValueError(
+                f"schedule must return a finite float >= 0. Received: {new!r} at epoch {epoch}"
+            )
+        set_learning_rate(self.model, new)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {new}.")
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = get_learning_rate(self.model, "LearningRateScheduler")
+
+
+def _positional_arity(fn: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature
+        return 2
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(p.kind in kinds for p in params)
+
+
+def _as_float(value: Any, epoch: int) -> float:
+    if getattr(value, "ndim", None) == 0 and not isinstance(value, (str, bool)):
+        return float(value)
+    raise ValueError(f"schedule must return a float. Received: {value!r} at epoch {epoch}")
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved (by more
+    than ``min_delta``) for ``patience`` epochs; never below ``min_lr``.
+
+    After a reduction, ``cooldown`` epochs pass before the patience count restarts. Keras
+    semantics: the count resets on improvement and during cooldown; ``mode="auto"`` is max for
+    names containing ``"acc"``, min otherwise.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        verbose: int = 0,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.monitor = _checks.non_empty_str("monitor", monitor)
+        self.factor = _checks.finite_number("factor", factor)
+        if not 0.0 < self.factor < 1.0:
+            raise ValueError(f"Expected 0 < factor < 1. Received: factor={factor!r}")
+        self.patience = _checks.non_negative_int("patience", patience)
+        self.verbose = _checks.non_negative_int("verbose", verbose)
+        self.mode = _checks.resolve_mode(monitor, mode)
+        self.min_delta = _checks.finite_number("min_delta", min_delta)
+        if self.min_delta < 0.0:
+            raise ValueError(f"Expected min_delta >= 0. Received: min_delta={min_delta!r}")
+        self.cooldown = _checks.non_negative_int("cooldown", cooldown)
+        self.min_lr = _checks.finite_number("min_lr", min_lr)
+        if self.min_lr < 0.0:
+            raise ValueError(f"Expected min_lr >= 0. Received: min_lr={min_lr!r}")
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best = _checks.worst(self.mode)
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        get_learning_rate(self.model, "ReduceLROnPlateau")
+        self._reset()
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        rate = get_learning_rate(self.model, "ReduceLROnPlateau")
+        if logs is not None:
+            logs["learning_rate"] = rate
+        current = _checks.monitor_value(logs, self.monitor, "ReduceLROnPlateau")
+        if current is None:
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if _checks.improved(current, self.best, self.mode, self.min_delta):
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience and rate > self.min_lr:
+                new = max(rate * self.factor, self.min_lr)
+                set_learning_rate(self.model, new)
+                if self.verbose:
+                    print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+__all__ = ["LearningRateScheduler", "ReduceLROnPlateau", "get_learning_rate", "set_learning_rate"]

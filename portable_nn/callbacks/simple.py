@@ -1,0 +1,113 @@
+"""Small callbacks: ``TerminateOnNaN`` and ``LambdaCallback``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from . import _checks
+from .base import HOOKS, Callback, Logs
+
+
+class TerminateOnNaN(Callback):
+    """Stop training when the loss becomes NaN or infinite.
+
+    Cost: the per-batch loss is a device 0-d array, so checking it means one host sync. Like
+    Keras, the default checks after every batch (``check_every=1``). The logged loss is the
+    epoch's running mean, so a NaN/inf from any batch stays in it: ``check_every=N`` still
+    catches every bad batch, at most N - 1 batches later, for 1/N of the syncs (the weights
+    are already non-finite after the first bad update either way). The epoch-end loss, a
+    Python float, is always checked. ``stopped_batch``/``stopped_epoch`` say where it stopped.
+    """
+
+    def __init__(self, check_every: int = 1) -> None:
+        super().__init__()
+        self.check_every = _checks.positive_int("check_every", check_every)
+        self.stopped_batch: int | None = None
+        self.stopped_epoch: int | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
+        if (batch + 1) % self.check_every == 0 and self._bad(logs):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.stopped_batch, self.stopped_epoch = batch, self._epoch
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        if self.stopped_epoch is None and self._bad(logs):
+            print(f"Epoch {epoch + 1}: Invalid loss, terminating training")
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    @staticmethod
+    def _bad(logs: Logs) -> bool:
+        loss = (logs or {}).get("loss")
+        return loss is not None and not math.isfinite(float(loss))
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda epoch, logs:
+    print(logs["loss"]))``.
+
+    Signatures: ``on_epoch_begin/on_epoch_end(epoch, logs)``, ``on_train_batch_begin/
+    on_train_batch_end(batch, logs)``, ``on_train_begin/on_train_end(logs)``. The other Keras
+    hooks (``on_test_begin=...``, ``on_predict_batch_end=...``) are accepted as keywords too.
+    Keras 2's ``on_batch_begin``/``on_batch_end`` mean the train-batch hooks. Hooks not given
+    cost nothing: ``implements`` reports them unused.
+    """
+
+    def __init__(
+        self,
+        on_epoch_begin: Callable[[int, Logs], Any] | None = None,
+        on_epoch_end: Callable[[int, Logs], Any] | None = None,
+        on_train_batch_begin: Callable[[int, Logs], Any] | None = None,
+        on_train_batch_end: Callable[[int, Logs], Any] | None = None,
+        on_train_begin: Callable[[Logs], Any] | None = None,
+        on_train_end: Callable[[Logs], Any] | None = None,
+        **other_hooks: Callable[..., Any],
+    ) -> None:
+        super().__init__()
+        given = dict(
+            on_epoch_begin=on_epoch_begin,
+            on_epoch_end=on_epoch_end,
+            on_train_batch_begin=on_train_batch_begin,
+            on_train_batch_end=on_train_batch_end,
+            on_train_begin=on_train_begin,
+            on_train_end=on_train_end,
+        )
+        for name, fn in other_hooks.items():
+            name = {"on_batch_begin": "on_train_batch_begin"}.get(name, name)
+            name = {"on_batch_end": "on_train_batch_end"}.get(name, name)
+            if name not in HOOKS:
+                raise TypeError(f"LambdaCallback got an unknown hook {name!r}; hooks: {HOOKS}")
+            given[name] = fn
+        self._fns: dict[str, Callable[..., Any]] = {}
+        for name, fn in given.items():
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable. Received: {name}={fn!r}")
+            if fn is not None:
+                self._fns[name] = fn
+
+    def implements(self, hook: str) -> bool:
+        return hook in self._fns
+
+
+def _lambda_hook(hook: str) -> Callable[..., None]:
+    def method(self: LambdaCallback, *args: Any) -> None:
+        fn = self._fns.get(hook)
+        if fn is not None:
+            fn(*args)
+
+    method.__name__ = hook
+    return method
+
+
+for _hook in HOOKS:  # class-level methods, so loops that look at the type see them too
+    setattr(LambdaCallback, _hook, _lambda_hook(_hook))
+
+
+__all__ = ["LambdaCallback", "TerminateOnNaN"]
