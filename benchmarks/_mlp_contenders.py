@@ -1,0 +1,292 @@
+"""The contenders of ``mlp.py``: one training step of a ReLU MLP, three ways.
+
+Each contender owns its weights, optimizer state and a copy of the batches, and offers
+``step()`` (one forward/loss/backward/Adam step on the next batch; returns the loss before the
+update), ``sync()`` (wait for queued device work) and ``weights()`` (host NumPy ``[(W, b)]``
+with ``W`` of shape (in, out), for the correctness check).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from types import ModuleType
+from typing import Any
+
+import _timing
+import numpy as np
+
+ADAM = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
+
+class TorchMLP:
+    """``torch.nn`` Linear/ReLU stack, ``CrossEntropyLoss``/``MSELoss``, ``torch.optim.Adam``
+    with its defaults for the device (on CPU: the single-tensor loop, ``foreach=None``)."""
+
+    def __init__(self, loss: str, weights: list, batches: list, device: str) -> None:
+        import torch
+
+        self.name = f"pytorch-{device}"
+        self.torch = torch
+        layers: list[Any] = []
+        for i, (w, b) in enumerate(weights):
+            linear = torch.nn.Linear(*w.shape, device=device)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(w.T.copy()))
+                linear.bias.copy_(torch.from_numpy(b.copy()))
+            layers += [linear] if i == len(weights) - 1 else [linear, torch.nn.ReLU()]
+        self.model = torch.nn.Sequential(*layers)
+        self.loss = torch.nn.CrossEntropyLoss() if loss == "cross_entropy" else torch.nn.MSELoss()
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(),
+            lr=ADAM["lr"],
+            betas=(ADAM["beta1"], ADAM["beta2"]),
+            eps=ADAM["eps"],
+        )
+        self.batches = [
+            (torch.tensor(x, device=device), torch.tensor(y, device=device)) for x, y in batches
+        ]
+        self.count = 0
+        self.sync = _timing.torch_cuda_sync() if device == "cuda" else _timing.no_sync
+
+    def step(self) -> Any:
+        x, y = self.batches[self.count % len(self.batches)]
+        self.count += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(self.model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def weights(self) -> list:
+        linears = [m for m in self.model if isinstance(m, self.torch.nn.Linear)]
+        return [
+            (m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy())
+            for m in linears
+        ]
+
+
+class HandwrittenMLP:
+    """Plain NumPy (or CuPy, same calls): the "how fast can NumPy be" bar.
+
+    Forward ``z_i = h_{i-1} W_i + b_i``, ``h_i = relu(z_i)`` (in place); backward
+    ``dW_i = h_{i-1}^T dz_i``, ``db_i = sum_rows dz_i``, ``dh_{i-1} = dz_i W_i^T``,
+    ``dz_{i-1} = dh_{i-1} * [h_{i-1} > 0]``; Adam in PyTorch's form with scratch buffers:
+    ``p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)``.
+    """
+
+    def __init__(self, xp: ModuleType, loss: str, weights: list, batches: list) -> None:
+        self.name = f"handwritten-{xp.__name__}"
+        self.xp = xp
+        self.loss_kind = loss
+        self.params = [xp.array(a) for pair in weights for a in pair]  # W0, b0, W1, b1, ...
+        self.m = [xp.zeros_like(p) for p in self.params]
+        self.v = [xp.zeros_like(p) for p in self.params]
+        self.scratch = [xp.empty_like(p) for p in self.params]
+        self.batches = [(xp.asarray(x), xp.asarray(y)) for x, y in batches]
+        self.rows = xp.arange(batches[0][0].shape[0])
+        self.count = 0
+        self.t = 0
+        self.sync = _timing.cupy_sync() if xp.__name__ == "cupy" else _timing.no_sync
+
+    def step(self) -> Any:
+        x, y = self.batches[self.count % len(self.batches)]
+        self.count += 1
+        hidden = self._forward(x)
+        loss, dz = self._loss(hidden[-1], y)
+        self._adam(self._backward(hidden, dz))
+        return loss
+
+    def _forward(self, x: Any) -> list:
+        xp, hidden, n = self.xp, [x], len(self.params) // 2
+        for i in range(n):
+            z = hidden[-1] @ self.params[2 * i]
+            z += self.params[2 * i + 1]
+            if i < n - 1:
+                xp.maximum(z, 0.0, out=z)
+            hidden.append(z)
+        return hidden
+
+    def _loss(self, out: Any, y: Any) -> tuple[Any, Any]:
+        xp, batch = self.xp, out.shape[0]
+        if self.loss_kind == "mse":  # L = mean((out - y)^2), dL/dout = 2 (out - y) / size
+            diff = out - y
+            loss = xp.mean(diff * diff)
+            diff *= 2.0 / diff.size
+            return loss, diff
+        # L = mean(logsumexp(out) - out[label]), dL/dout = (softmax(out) - onehot) / batch
+        shifted = out - xp.max(out, axis=1, keepdims=True)
+        probs = xp.exp(shifted)
+        total = xp.sum(probs, axis=1, keepdims=True)
+        loss = xp.mean(xp.log(total[:, 0]) - shifted[self.rows, y])
+        probs /= total
+        probs[self.rows, y] -= 1.0
+        probs *= 1.0 / batch
+        return loss, probs
+
+    def _backward(self, hidden: list, dz: Any) -> list:
+        xp, n = self.xp, len(self.params) // 2
+        grads: list[Any] = [None] * (2 * n)
+        for i in range(n - 1, -1, -1):
+            grads[2 * i] = hidden[i].T @ dz
+            grads[2 * i + 1] = xp.sum(dz, axis=0)
+            if i > 0:
+                dz = dz @ self.params[2 * i].T
+                xp.multiply(dz, hidden[i] > 0.0, out=dz)
+        return grads
+
+    def _adam(self, grads: list) -> None:
+        xp, beta1, beta2 = self.xp, ADAM["beta1"], ADAM["beta2"]
+        self.t += 1
+        step_size = ADAM["lr"] / (1.0 - beta1**self.t)
+        root_bc2 = 1.0 / math.sqrt(1.0 - beta2**self.t)
+        for p, g, m, v, tmp in zip(self.params, grads, self.m, self.v, self.scratch):
+            xp.multiply(g, 1.0 - beta1, out=tmp)  # m = b1 m + (1 - b1) g
+            m *= beta1
+            m += tmp
+            xp.multiply(g, g, out=tmp)  # v = b2 v + (1 - b2) g^2
+            tmp *= 1.0 - beta2
+            v *= beta2
+            v += tmp
+            xp.sqrt(v, out=tmp)  # denominator sqrt(v_hat) + eps
+            tmp *= root_bc2
+            tmp += ADAM["eps"]
+            xp.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p -= tmp
+
+    def weights(self) -> list:
+        host = [p.get() if hasattr(p, "get") else p.copy() for p in self.params]
+        return list(zip(host[0::2], host[1::2]))
+
+
+def portable_unavailable(mode: str) -> str | None:
+    """Why portable_nn cannot run ``mode`` yet (a module still missing), or ``None``."""
+    needed = [
+        "portable_nn.layers",
+        "portable_nn.losses",
+        "portable_nn.optimizers",
+        "portable_nn.models",
+    ]
+    for module in needed:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            return f"{module} is not importable ({exc})"
+    import portable_nn as pnn
+
+    for owner, attr in (
+        (pnn.layers, "Dense"),
+        (pnn.layers, "ReLU"),
+        (pnn.optimizers, "Adam"),
+        (pnn.losses, "SparseCategoricalCrossentropy"),
+    ):
+        if not hasattr(owner, attr):
+            return f"{owner.__name__}.{attr} does not exist yet"
+    if mode == "train_step" and not hasattr(pnn.Sequential, "train_step"):
+        return "Sequential.train_step does not exist yet"
+    if mode not in ("manual", "train_step"):
+        return f"unknown mode {mode!r}"
+    return None
+
+
+class PortableMLP:
+    """portable_nn on one backend: ``Sequential([Dense, ReLU, ..., Dense])`` with
+    ``SparseCategoricalCrossentropy(from_logits=True)`` or ``MeanSquaredError`` and ``Adam``.
+
+    ``mode="manual"``: ``forward(x, training=True)``, ``loss.value_and_gradient``,
+    ``backward``, ``optimizer.step(model, grads)``; ``mode="train_step"``: ``compile`` then
+    ``model.train_step(x, y)``.
+    """
+
+    def __init__(
+        self, backend: str, device: str | None, mode: str, loss: str, weights: list, batches: list
+    ) -> None:
+        import portable_nn as pnn
+
+        self.pnn = pnn
+        self.name = self.contender_name(backend, device, mode)
+        self.mode = mode
+        with pnn.use_backend(backend, device) as active:
+            self.model = self._build(pnn, weights)
+            self.batches = [(pnn.asarray(x), pnn.asarray(y)) for x, y in batches]
+        if loss == "cross_entropy":
+            self.loss = pnn.losses.SparseCategoricalCrossentropy(from_logits=True)
+        else:
+            self.loss = pnn.losses.MeanSquaredError()
+        self.optimizer = make_adam(pnn)
+        if mode == "train_step":
+            self.model.compile(optimizer=self.optimizer, loss=self.loss)
+        self.count = 0
+        self.sync = self._synchroniser(backend, active.device)
+
+    @staticmethod
+    def contender_name(backend: str, device: str | None, mode: str) -> str:
+        place = f"torch-{device or 'cpu'}" if backend == "torch" else backend
+        return f"pnn-{place}" + ("" if mode == "manual" else f"-{mode}")
+
+    def _build(self, pnn: Any, weights: list) -> Any:
+        layers: list[Any] = []
+        for i, (w, _) in enumerate(weights):
+            layers.append(pnn.layers.Dense(w.shape[1]))
+            if i < len(weights) - 1:
+                layers.append(pnn.layers.ReLU())
+        model = pnn.Sequential(layers)
+        model.build((None, weights[0][0].shape[0]))
+        self.dense_keys = []  # [(weight name, bias name, transposed)] per Dense layer
+        params = model.parameters()
+        for index, layer in enumerate(model.layers):
+            own = layer.parameters()
+            if not own:
+                continue
+            matrix = next(k for k, v in own.items() if len(v.shape) == 2)
+            vector = next(k for k, v in own.items() if len(v.shape) == 1)
+            (w, _) = weights[len(self.dense_keys)]
+            transposed = tuple(own[matrix].shape) != w.shape
+            self.dense_keys.append((f"{index}.{matrix}", f"{index}.{vector}", transposed))
+        values = {}
+        for (wk, bk, transposed), (w, b) in zip(self.dense_keys, weights):
+            values[wk] = pnn.asarray(np.ascontiguousarray(w.T) if transposed else w)
+            values[bk] = pnn.asarray(b)
+            assert tuple(values[wk].shape) == tuple(params[wk].shape), wk
+        model.set_parameters(values)
+        return model
+
+    def _synchroniser(self, backend: str, device: Any) -> Any:
+        if backend == "cupy":
+            return _timing.cupy_sync()
+        if backend == "torch" and "cuda" in str(device):
+            return _timing.torch_cuda_sync()
+        if backend == "jax":
+            import jax
+
+            return lambda: jax.block_until_ready(self.model.parameters())
+        return _timing.no_sync
+
+    def step(self) -> Any:
+        x, y = self.batches[self.count % len(self.batches)]
+        self.count += 1
+        if self.mode == "train_step":
+            return self.model.train_step(x, y)
+        out, caches = self.model.forward(x, training=True)
+        loss, dout = self.loss.value_and_gradient(y, out)
+        _, grads = self.model.backward(dout, caches)
+        self.optimizer.step(self.model, grads)
+        return loss
+
+    def weights(self) -> list:
+        params, to_numpy, out = self.model.parameters(), self.pnn.to_numpy, []
+        for wk, bk, transposed in self.dense_keys:
+            w = np.array(to_numpy(params[wk]))
+            out.append((w.T.copy() if transposed else w, np.array(to_numpy(params[bk]))))
+        return out
+
+
+def make_adam(pnn: Any) -> Any:
+    """``pnn.optimizers.Adam`` with PyTorch's defaults (lr 1e-3, betas 0.9/0.999, eps 1e-8)."""
+    return pnn.optimizers.Adam(
+        learning_rate=ADAM["lr"],
+        beta_1=ADAM["beta1"],
+        beta_2=ADAM["beta2"],
+        epsilon=ADAM["eps"],
+    )

@@ -1,0 +1,362 @@
+"""Training-step benchmark: portable_nn vs hand-written NumPy vs PyTorch, in the same run.
+
+One step = forward, loss, backward and Adam update of a ReLU MLP in float32:
+
+    small  784-256-256-10    batch 128   softmax cross-entropy from logits, integer labels
+    large  784-1024-1024-10  batch 256   softmax cross-entropy from logits, integer labels
+    tiny   2-16-16-1         batch 32    mean squared error
+
+Every contender starts from the same weights and sees the same batches. Before timing, one step
+from identical weights must give the same updated weights as PyTorch (float32 tolerances),
+otherwise the run stops: the numbers would mean nothing. Contenders are then timed interleaved
+(see ``_timing.py``); the table shows median samples/s and the ratio to PyTorch.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/mlp.py
+    python benchmarks/mlp.py --backend numpy,torch --models tiny --repeats 9
+    python benchmarks/mlp.py --backend cupy --torch-device cuda      # GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _timing
+import numpy as np
+from _mlp_contenders import (
+    ADAM,
+    HandwrittenMLP,
+    PortableMLP,
+    TorchMLP,
+    portable_unavailable,
+)
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An MLP to benchmark: layer widths, batch size, loss and the target ratio to PyTorch."""
+
+    key: str
+    sizes: tuple[int, ...]
+    batch: int
+    loss: str  # "cross_entropy" (integer labels, from logits) or "mse"
+    target: float  # portable_nn (numpy) samples/s >= target x PyTorch CPU samples/s
+
+    @property
+    def label(self) -> str:
+        return "-".join(map(str, self.sizes)) + f" b{self.batch}"
+
+
+MODELS = {
+    "small": ModelSpec("small", (784, 256, 256, 10), 128, "cross_entropy", 0.9),
+    "large": ModelSpec("large", (784, 1024, 1024, 10), 256, "cross_entropy", 0.9),
+    "tiny": ModelSpec("tiny", (2, 16, 16, 1), 32, "mse", 3.0),
+}
+QUICK_MODELS = {
+    "small": ModelSpec("small", (20, 16, 16, 10), 16, "cross_entropy", 0.9),
+    "large": ModelSpec("large", (24, 32, 32, 10), 16, "cross_entropy", 0.9),
+    "tiny": ModelSpec("tiny", (2, 16, 16, 1), 32, "mse", 3.0),
+}
+ABSTRACTION_TARGET = 0.9  # portable_nn >= 0.9 x hand-written NumPy (abstraction costs <= 10%)
+N_BATCHES = 16  # steps cycle through this many batches so the model never fits one batch
+
+
+def make_problem(spec: ModelSpec, seed: int = 0) -> tuple[list, list]:
+    """Initial weights and batches, on the host in NumPy float32.
+
+    Weights ``W_i`` (in, out) and ``b_i`` are drawn like ``torch.nn.Linear``'s default,
+    U(-1/sqrt(in), 1/sqrt(in)). Inputs are N(0, 1); labels uniform over the classes (CE), or
+    targets ``sin(2 x R)`` for some random ``R`` (MSE).
+    """
+    rng = np.random.default_rng(seed)
+    weights = []
+    for fan_in, fan_out in zip(spec.sizes[:-1], spec.sizes[1:]):
+        bound = 1.0 / np.sqrt(fan_in)
+        w = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32)
+        weights.append((w, rng.uniform(-bound, bound, fan_out).astype(np.float32)))
+    n_in, n_out = spec.sizes[0], spec.sizes[-1]
+    batches = []
+    mixing = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
+    for _ in range(N_BATCHES):
+        x = rng.standard_normal((spec.batch, n_in)).astype(np.float32)
+        if spec.loss == "cross_entropy":
+            y = rng.integers(0, n_out, spec.batch).astype(np.int64)
+        else:
+            y = np.sin(2.0 * x @ mixing).astype(np.float32)
+        batches.append((x, y))
+    return weights, batches
+
+
+def build_contenders(spec: ModelSpec, args: argparse.Namespace) -> tuple[list, dict[str, str]]:
+    """PyTorch first (the baseline), then hand-written NumPy/CuPy, then portable_nn variants."""
+    weights, batches = make_problem(spec)
+    contenders: list[Any] = [TorchMLP(spec.loss, weights, batches, args.torch_device)]
+    skipped: dict[str, str] = {}
+    contenders.append(HandwrittenMLP(np, spec.loss, weights, batches))
+    if "cupy" in args.backend:
+        import cupy
+
+        contenders.append(HandwrittenMLP(cupy, spec.loss, weights, batches))
+    for backend in args.backend:
+        device = args.torch_device if backend == "torch" else None
+        for mode in args.pnn_modes:
+            name = PortableMLP.contender_name(backend, device, mode)
+            reason = portable_unavailable(mode)
+            if reason:
+                skipped[name] = reason
+                continue
+            contenders.append(PortableMLP(backend, device, mode, spec.loss, weights, batches))
+    return contenders, skipped
+
+
+def check_against_torch(contenders: list) -> dict[str, dict[str, float]]:
+    """One step from identical weights: every contender's new weights must match PyTorch's.
+
+    Tolerances (float32): |w - w_torch| <= 1e-5 + 1e-4 |w_torch| elementwise, i.e. 1 % of the
+    first Adam step (lr = 1e-3); the loss before the step within 1e-4 relative.
+    """
+    before = _flat(contenders[0].weights())
+    for contender in contenders:
+        contender.loss_value = float(contender.step())
+        contender.sync()
+    reference = _flat(contenders[0].weights())
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(reference, before))
+    if moved < 0.5 * ADAM["lr"]:
+        raise RuntimeError(f"PyTorch's step moved the weights by only {moved:g}; bad setup")
+    report = {}
+    for contender in contenders[1:]:
+        got = _flat(contender.weights())
+        worst = max(float(np.max(np.abs(a - b))) for a, b in zip(got, reference))
+        ok = all(np.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(got, reference))
+        loss_error = abs(contender.loss_value - contenders[0].loss_value)
+        ok = ok and loss_error <= 1e-4 * max(1.0, abs(contenders[0].loss_value))
+        report[contender.name] = {"max_abs_weight_diff": worst, "loss_diff": loss_error, "ok": ok}
+    return report
+
+
+def _flat(pairs: list) -> list:
+    return [array for pair in pairs for array in pair]
+
+
+def reference_of(name: str) -> str | None:
+    """The hand-written contender that a portable_nn contender is compared with."""
+    if name.startswith("pnn-numpy"):
+        return "handwritten-numpy"
+    if name.startswith("pnn-cupy"):
+        return "handwritten-cupy"
+    return None
+
+
+def summarise(spec: ModelSpec, measured: dict, args: argparse.Namespace) -> list[dict]:
+    """One row per contender: medians, ratios (of medians and paired), targets."""
+    torch_name = next(iter(measured))
+    rows = []
+    for name, m in measured.items():
+        row = {
+            "model": spec.key,
+            "sizes": list(spec.sizes),
+            "batch": spec.batch,
+            "loss": spec.loss,
+            "contender": name,
+            **m.as_dict(),
+        }
+        row["ratio_to_pytorch"] = _timing.ratio(
+            m.median_throughput, measured[torch_name].median_throughput
+        )
+        row["paired_ratio_to_pytorch"] = _timing.paired_ratio(m, measured[torch_name])
+        ref = reference_of(name)
+        if ref in measured:
+            row["ratio_to_handwritten"] = _timing.ratio(
+                m.median_throughput, measured[ref].median_throughput
+            )
+        if name.startswith("pnn-numpy") and args.torch_device == "cpu" and not args.quick:
+            row["target_ratio_to_pytorch"] = spec.target
+            row["meets_target"] = (
+                row["ratio_to_pytorch"] >= spec.target
+                and row.get("ratio_to_handwritten", 1.0) >= ABSTRACTION_TARGET
+            )
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    header = ("model", "contender", "samples/s", "spread", "x PyTorch", "x hand", "target")
+    lines = [header]
+    for row in rows:
+        target = ""
+        if "meets_target" in row:
+            verdict = "ok" if row["meets_target"] else "MISS"
+            target = f">={row['target_ratio_to_pytorch']:g}x {verdict}"
+        hand = row.get("ratio_to_handwritten")
+        lines.append(
+            (
+                "-".join(map(str, row["sizes"])) + f" b{row['batch']}",
+                row["contender"],
+                f"{row['median_items_per_second']:,.0f}",
+                f"{100 * row['spread']:.0f}%",
+                f"{row['ratio_to_pytorch']:.2f}",
+                "" if hand is None else f"{hand:.2f}",
+                target,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = [
+        "  ".join(
+            cell.rjust(w) if 2 <= i <= 5 else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(line, widths))
+        ).rstrip()
+        for line in lines
+    ]
+    text.insert(1, "-" * len(text[0]))
+    return "\n".join(text)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--backend",
+        default="numpy",
+        help="portable_nn backend(s), comma-separated: numpy,torch,cupy,jax",
+    )
+    parser.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}"
+    )
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats (median reported)")
+    parser.add_argument("--min-time", type=float, default=0.3, help="seconds per repeat (min)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before calibration")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for NumPy's BLAS and torch (default: NumPy's BLAS threads)",
+    )
+    parser.add_argument(
+        "--pnn-modes",
+        default="manual,train_step",
+        help="portable_nn step styles: manual (forward/loss/backward/"
+        "optimizer.step), train_step (compile + model.train_step)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, 1 repeat, 2 steps: a smoke test, not a measurement",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default results/mlp-<cpu|cuda>-<date>.json; "
+        "none with --quick unless given)",
+    )
+    args = parser.parse_args(argv)
+    args.backend = [b.strip() for b in args.backend.split(",") if b.strip()]
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.pnn_modes = [m.strip() for m in args.pnn_modes.split(",") if m.strip()]
+    for backend in args.backend:
+        if backend not in ("numpy", "torch", "cupy", "jax"):
+            parser.error(f"unknown backend {backend!r}; choose from numpy, torch, cupy, jax")
+    for model in args.models:
+        if model not in MODELS:
+            parser.error(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    if args.quick:
+        args.repeats, args.min_time, args.warmup = 1, 0.0, 1
+    return args
+
+
+def setup_threads(requested: int | None) -> tuple[int, Any]:
+    """Give torch as many threads as NumPy's BLAS (or ``requested`` to both)."""
+    import torch
+
+    limiter = None
+    if requested is not None:
+        from threadpoolctl import threadpool_limits
+
+        limiter = threadpool_limits(limits=requested, user_api="blas")
+    threads = requested or _timing.numpy_blas_threads()
+    torch.set_num_threads(threads)
+    return threads, limiter
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if str(HERE.parent) not in sys.path:  # run from a checkout: import this portable_nn
+        sys.path.insert(0, str(HERE.parent))
+    threads, _limiter = setup_threads(args.threads)
+    specs = [(QUICK_MODELS if args.quick else MODELS)[key] for key in args.models]
+    print(
+        f"threads: NumPy BLAS {_timing.numpy_blas_threads()}, torch {threads}; "
+        f"repeats {args.repeats} x >= {args.min_time:g} s, interleaved"
+    )
+    rows, checks, skipped_all, failed = [], {}, {}, False
+    for spec in specs:
+        contenders, skipped = build_contenders(spec, args)
+        skipped_all.update(skipped)
+        checks[spec.key] = check_against_torch(contenders)
+        bad = [name for name, r in checks[spec.key].items() if not r["ok"]]
+        if bad:
+            failed = True
+            print(
+                f"{spec.label}: WRONG RESULTS after one step for {bad}: "
+                f"{json.dumps(checks[spec.key], indent=1)}",
+                file=sys.stderr,
+            )
+            continue
+        timed = [_timing.Contender(c.name, c.step, c.sync, spec.batch) for c in contenders]
+        measured = _timing.run_interleaved(
+            timed, args.repeats, args.min_time, args.warmup, steps=2 if args.quick else None
+        )
+        rows.extend(summarise(spec, measured, args))
+    for name, reason in skipped_all.items():
+        print(f"skipped {name}: {reason}")
+    if rows:
+        print(format_table(rows))
+    write_json(args, threads, rows, checks, skipped_all)
+    return 1 if failed else 0
+
+
+def write_json(
+    args: argparse.Namespace, threads: int, rows: list, checks: dict, skipped: dict
+) -> None:
+    if args.out is None and args.quick:
+        return
+    day = datetime.date.today().isoformat()
+    path = Path(args.out) if args.out else RESULTS / f"mlp-{args.torch_device}-{day}.json"
+    document = {
+        "benchmark": "mlp_train_step",
+        "command": [Path(sys.executable).name, *sys.argv],
+        "environment": _timing.environment(),
+        "settings": {
+            "backends": args.backend,
+            "torch_device": args.torch_device,
+            "pnn_modes": args.pnn_modes,
+            "repeats": args.repeats,
+            "min_time_s": args.min_time,
+            "warmup_steps": args.warmup,
+            "threads": threads,
+            "quick": args.quick,
+            "dtype": "float32",
+            "adam": ADAM,
+            "batches_cycled": N_BATCHES,
+        },
+        "correctness": checks,
+        "skipped": skipped,
+        "results": rows,
+        "summary": {
+            r["model"] + "/" + r["contender"]: round(r["ratio_to_pytorch"], 3) for r in rows
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
