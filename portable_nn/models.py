@@ -246,6 +246,25 @@ class Sequential(TrainingMixin, Layer):
         ]
         return cls(layers, name=config.get("name"))
 
+    # -- files (thin wrappers over portable_nn.io, as Keras's model.save) ------------------------
+    def save(self, path: Any, **kwargs: Any) -> None:
+        """``pnn.save_model(self, path, **kwargs)``: architecture, weights, training state."""
+        from portable_nn.io import save_model
+
+        save_model(self, path, **kwargs)
+
+    def save_weights(self, path: Any, **kwargs: Any) -> None:
+        """``pnn.io.save_weights(self, path, **kwargs)``: parameters and buffers only."""
+        from portable_nn.io import save_weights
+
+        save_weights(self, path, **kwargs)
+
+    def load_weights(self, path: Any, **kwargs: Any) -> None:
+        """``pnn.io.load_weights(self, path, **kwargs)`` into this built model."""
+        from portable_nn.io import load_weights
+
+        load_weights(self, path, **kwargs)
+
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], name={self.name!r})"

@@ -1,0 +1,138 @@
+"""Training data: host→device moves, the validation split, shuffled batches.
+
+Placement. Arrays already in the model's namespace and on its device are used as they are (float
+data cast to the model's dtype). Anything else (lists, NumPy, another library's arrays) is copied
+with :func:`portable_nn.asarray`: **the whole dataset at once** when x and y together take at most
+``DEVICE_LIMIT_BYTES`` (1 GiB) on the host, otherwise it stays on the host and each *batch* is
+copied when it is used. Nothing is ever moved sample by sample.
+
+Shuffling. Each epoch draws one permutation on the host, ``generator.host.permutation(n)``
+(NumPy PCG64), and — for data on the device — copies that index array to the device once; each
+batch is then ``xp.take(x, idx[start:stop], axis=0)``. A host permutation costs one small copy per
+epoch and gives the *same batch order on every backend* for a seed, which an on-device argsort of
+uniforms would not (ties and sort algorithms differ between libraries).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import array_api_compat
+
+from portable_nn.backend import (
+    Backend,
+    asarray,
+    backend_name_of,
+    get_backend,
+    is_array,
+    namespace_of,
+    to_numpy,
+)
+from portable_nn.random import Generator
+
+DEVICE_LIMIT_BYTES = 1 << 30
+
+
+def backend_of_model(model: Any) -> Backend:
+    """Where the model computes: its parameters' namespace, device and dtype, else the active
+    backend (a model without parameters runs wherever the data goes)."""
+    active = get_backend()
+    params = model.parameters() if model.built else {}
+    if not params:
+        return active
+    first = next(iter(params.values()))
+    xp, device = namespace_of(first), array_api_compat.device(first)
+    if xp is active.xp and device == active.device and first.dtype == active.dtype:
+        return active
+    return Backend(name=backend_name_of(xp), xp=xp, device=device, dtype=first.dtype)
+
+
+def is_placed(array: Any, backend: Backend) -> bool:
+    """True when ``array`` is already in ``backend``'s namespace and on its device."""
+    return (
+        is_array(array)
+        and namespace_of(array) is backend.xp
+        and array_api_compat.device(array) == backend.device
+    )
+
+
+class ArrayData:
+    """Inputs ``x`` and optional targets ``y`` (samples on axis 0) ready for batching.
+
+    ``on_device`` tells whether the arrays already live on ``backend`` (then batches are slices
+    or ``take``s there) or on the host as NumPy arrays (then each batch is copied over).
+    """
+
+    def __init__(self, x: Any, y: Any, backend: Backend, on_device: bool) -> None:
+        self.x, self.y, self.backend, self.on_device = x, y, backend, on_device
+        self.n = int(x.shape[0])
+
+    @classmethod
+    def from_inputs(cls, x: Any, y: Any, backend: Backend, limit: int | None = None) -> ArrayData:
+        """Place ``x`` (and ``y`` unless None) for ``backend``; data taking more than ``limit``
+        bytes (default ``DEVICE_LIMIT_BYTES``) stays on the host and moves batch by batch."""
+        arrays = [a for a in (x, y) if a is not None]
+        if all(is_placed(a, backend) for a in arrays):
+            return cls(*_put(x, y, backend), backend, on_device=True)
+        host_x = to_numpy(x)
+        host_y = None if y is None else to_numpy(y)
+        size = host_x.nbytes + (0 if host_y is None else host_y.nbytes)
+        if size <= (DEVICE_LIMIT_BYTES if limit is None else limit):
+            return cls(*_put(host_x, host_y, backend), backend, on_device=True)
+        return cls(host_x, host_y, backend, on_device=False)
+
+    def split(self, fraction: float) -> tuple[ArrayData, ArrayData]:
+        """The first ``1 - fraction`` of the samples and the LAST ``fraction`` (Keras's rule:
+        ``cut = floor(n * (1 - fraction))``, taken before any shuffling)."""
+        cut = int(math.floor(self.n * (1.0 - fraction)))
+        if cut <= 0 or cut >= self.n:
+            raise ValueError(
+                f"validation_split={fraction} of {self.n} samples leaves "
+                f"{cut} for training and {self.n - cut} for validation; both need at least one"
+            )
+        head, tail = slice(None, cut), slice(cut, None)
+        return self._rows(head), self._rows(tail)
+
+    def _rows(self, rows: slice) -> ArrayData:
+        y = None if self.y is None else self.y[rows, ...]
+        return ArrayData(self.x[rows, ...], y, self.backend, self.on_device)
+
+    def order(self, generator: Generator, shuffle: bool) -> Any:
+        """This epoch's sample order: ``None`` (as stored) or a permutation, placed like the
+        data (one host draw and at most one host→device copy per epoch)."""
+        if not shuffle:
+            return None
+        permutation = generator.host.permutation(self.n)
+        return asarray(permutation, backend=self.backend) if self.on_device else permutation
+
+    def steps(self, batch_size: int) -> int:
+        return math.ceil(self.n / batch_size)
+
+    def batches(self, batch_size: int, order: Any = None) -> Iterator[tuple[Any, Any, int]]:
+        """``(x_batch, y_batch or None, batch_length)`` on the model's device."""
+        x, y, n = self.x, self.y, self.n
+        take = namespace_of(x).take if self.on_device and order is not None else None
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            if order is None:
+                xb, yb = x[start:stop, ...], None if y is None else y[start:stop, ...]
+            elif take is not None:
+                index = order[start:stop]
+                xb = take(x, index, axis=0)
+                yb = None if y is None else take(y, index, axis=0)
+            else:  # host NumPy arrays, host index
+                index = order[start:stop]
+                xb, yb = x[index, ...], None if y is None else y[index, ...]
+            if not self.on_device:
+                xb, yb = _put(xb, yb, self.backend)
+            yield xb, yb, stop - start
+
+
+def _put(x: Any, y: Any, backend: Backend) -> tuple[Any, Any]:
+    """``pnn.asarray`` both (floats get the model's dtype; integer labels keep theirs)."""
+    return asarray(x, backend=backend), None if y is None else asarray(y, backend=backend)
+
+
+__all__ = ["DEVICE_LIMIT_BYTES", "ArrayData", "backend_of_model", "is_placed"]

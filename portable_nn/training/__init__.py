@@ -1,0 +1,11 @@
+"""Keras-style training for models: compile / fit / evaluate / predict / train_step.
+
+``mixin.py`` (fit, evaluate, predict), ``steps.py`` (compile and one batch), ``loop.py`` (the batch
+loops and device-side sums), ``checks.py`` (input checks, one sync), ``hooks.py`` (callbacks),
+``rng.py`` (random state for checkpoints). Data placement and batching live in
+:mod:`portable_nn.data`.
+"""
+
+from .mixin import TrainingMixin
+
+__all__ = ["TrainingMixin"]

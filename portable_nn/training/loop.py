@@ -1,0 +1,118 @@
+"""The batch loops behind ``fit``/``evaluate``/``predict``, with device-side running sums.
+
+Nothing here reads a value back to the host per batch: the loss (times the batch length) and
+each metric's ``batch_value`` (a sum over the batch) are added to 0-d device arrays, and logs
+hold ``sum / samples`` as 0-d arrays. :func:`read_logs` turns a whole logs dict into Python
+floats with ONE transfer (the values are stacked on the device first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from portable_nn.backend import namespace_of, to_numpy
+from portable_nn.data import ArrayData
+
+
+class Totals:
+    """Running sums on the device: ``{"loss": sum_b loss_b * n_b, metric: sum_b batch_value}``."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = {}
+        self.count = 0
+
+    def add(self, sums: dict[str, Any], count: int) -> None:
+        own = self.sums
+        for name, value in sums.items():
+            previous = own.get(name)
+            own[name] = value if previous is None else previous + value
+        self.count += count
+
+    def means(self, prefix: str = "") -> dict[str, Any]:
+        """``{prefix + name: sum / samples}`` as 0-d device arrays (no sync)."""
+        scale = 1.0 / max(self.count, 1)
+        return {prefix + name: total * scale for name, total in self.sums.items()}
+
+
+def read_logs(logs: dict[str, Any]) -> dict[str, float]:
+    """Device 0-d values -> Python floats with one transfer (already-float entries pass)."""
+    keys = [k for k, v in logs.items() if not isinstance(v, (int, float))]
+    out = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+    if keys:
+        first = logs[keys[0]]
+        xp = namespace_of(first)
+        values = [
+            v if v.dtype == first.dtype else xp.astype(v, first.dtype)
+            for v in (logs[k] for k in keys)
+        ]
+        host = to_numpy(xp.stack(values)).tolist()
+        out.update(zip(keys, host))
+    return {k: out[k] for k in logs}
+
+
+def batch_sums(model: Any, loss: Any, y_pred: Any, y: Any, count: int) -> dict[str, Any]:
+    """The batch's contribution: loss (a mean) times its length, and each metric's sum."""
+    sums = {"loss": loss * float(count)}
+    for metric in model.compiled_metrics:
+        sums[metric.name] = metric.batch_value(y, y_pred)
+    return sums
+
+
+def batch_hooks(callbacks: Any, kind: str) -> tuple[Callable | None, Callable | None]:
+    """``(on_<kind>_batch_begin(step), on_<kind>_batch_end(step, logs))``, each ``None`` when
+    no callback uses it: the loop then skips the call and the per-batch logs altogether."""
+    found = []
+    for when in ("begin", "end"):
+        hook = f"on_{kind}_batch_{when}"
+        found.append(getattr(callbacks, hook) if callbacks.implements(hook) else None)
+    begin, end = found
+    return (None if begin is None else lambda step: begin(step, None)), end
+
+
+def run_epoch(model: Any, data: ArrayData, batch_size: int, order: Any, callbacks: Any) -> Totals:
+    """One pass of ``train_step`` over the batches; stops early when ``model.stop_training``."""
+    on_batch_begin, on_batch_end = batch_hooks(callbacks, "train")
+    totals = Totals()
+    for step, (xb, yb, count) in enumerate(data.batches(batch_size, order)):
+        if on_batch_begin is not None:
+            on_batch_begin(step)
+        loss, y_pred = model._train_batch(xb, yb)
+        totals.add(batch_sums(model, loss, y_pred, yb, count), count)
+        if on_batch_end is not None:
+            on_batch_end(step, totals.means())
+        if model.stop_training:
+            break
+    return totals
+
+
+def run_test(model: Any, data: ArrayData, batch_size: int, callbacks: Any) -> Totals:
+    """Loss and metric sums over ``data`` in inference mode."""
+    on_begin, on_end = batch_hooks(callbacks, "test")
+    totals = Totals()
+    for step, (xb, yb, count) in enumerate(data.batches(batch_size)):
+        if on_begin is not None:
+            on_begin(step)
+        loss, y_pred = model._test_batch(xb, yb)
+        totals.add(batch_sums(model, loss, y_pred, yb, count), count)
+        if on_end is not None:
+            on_end(step, totals.means())
+    return totals
+
+
+def run_predict(model: Any, data: ArrayData, batch_size: int, callbacks: Any) -> Any:
+    """Inference outputs of every batch, concatenated on the model's device."""
+    on_begin, on_end = batch_hooks(callbacks, "predict")
+    outputs = []
+    for step, (xb, _, _) in enumerate(data.batches(batch_size)):
+        if on_begin is not None:
+            on_begin(step)
+        outputs.append(model.forward(xb, training=False)[0])
+        if on_end is not None:
+            on_end(step, {"outputs": outputs[-1]})
+    if len(outputs) == 1:
+        return outputs[0]
+    return namespace_of(outputs[0]).concat(outputs, axis=0)
+
+
+__all__ = ["Totals", "batch_sums", "read_logs", "run_epoch", "run_predict", "run_test"]

@@ -1,0 +1,230 @@
+"""``compile`` / ``fit`` / ``evaluate`` / ``predict`` / ``train_step`` for a model (Keras-shaped).
+
+The model supplies ``forward(x, training) -> (y, caches)``, ``backward(dy, caches) -> (dx,
+grads)``, ``parameters()``, ``build(shape)``, ``compute_output_shape`` and ``generator``.
+
+Host syncs: none per batch. Loss and metric sums stay on the device; each epoch reads its logs
+(training and validation together) back with one transfer, the input checks cost one more per
+call, and a :class:`~portable_nn.callbacks.ProgressBar` reads values only when it redraws.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from portable_nn import random as pnn_random
+from portable_nn.backend import host_to, is_array, namespace_of, to_numpy
+from portable_nn.callbacks import CallbackList
+from portable_nn.data import ArrayData, backend_of_model
+from portable_nn.losses import SparseCategoricalCrossentropy
+
+from . import checks, loop
+from .rng import RngStateMixin
+from .steps import StepsMixin
+
+
+class TrainingMixin(StepsMixin, RngStateMixin):
+    """Keras's training API on top of a model's forward/backward (see the module docstring)."""
+
+    def _init_training(self) -> None:
+        self.loss: Any = None
+        self.optimizer: Any = None
+        self.compiled_metrics: list[Any] = []
+        self.stop_training = False
+        self.epoch = 0  # epochs completed (for exact resume: fit(..., initial_epoch=model.epoch))
+        self.history: Any = None
+
+    # -- fit ----------------------------------------------------------------------------------
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[Any, Any] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        callbacks: list[Any] | None = None,
+        verbose: int = 1,
+        seed: int | None = None,
+        initial_epoch: int = 0,
+    ) -> Any:
+        """Train for ``epochs - initial_epoch`` epochs; returns the :class:`History`.
+
+        ``validation_split`` holds out the LAST fraction of the samples (before shuffling);
+        ``validation_data=(x_val, y_val)`` takes precedence over it. ``seed`` reseeds the
+        model's generator (batch order) and every layer's generator (dropout masks), so two
+        fits from the same weights with the same seed give identical losses; without it the
+        generators simply continue. Bad input raises before any parameter changes.
+        """
+        self._require_compiled("fit")
+        checks.non_negative_int("epochs", epochs)
+        checks.positive_int("batch_size", batch_size)
+        checks.non_negative_int("initial_epoch", initial_epoch)
+        split = checks.fraction("validation_split", validation_split)
+        train, val = self._fit_data(x, y, validation_data, split)
+        if seed is not None:
+            self._reseed(seed)
+        params = dict(
+            epochs=epochs,
+            steps=train.steps(batch_size),
+            verbose=verbose,
+            batch_size=batch_size,
+            samples=train.n,
+        )
+        cbs = _callback_list(self, callbacks, params, add_history=True)
+        self.history = cbs.history
+        self.stop_training = False
+        cbs.on_train_begin(None)
+        logs: dict[str, Any] = {}
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch, None)
+            logs = self._fit_epoch(train, val, batch_size, shuffle, cbs)
+            self.epoch = epoch + 1
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs)
+        return self.history
+
+    def _fit_epoch(
+        self, train: ArrayData, val: ArrayData | None, batch_size: int, shuffle: bool, cbs: Any
+    ) -> dict[str, float]:
+        """Train on every batch, validate, then read all the epoch's logs back at once."""
+        order = train.order(self.generator, shuffle)
+        logs = loop.run_epoch(self, train, batch_size, order, cbs).means()
+        if val is None:
+            return loop.read_logs(logs)
+        cbs.on_test_begin(None)
+        logs.update(loop.run_test(self, val, batch_size, cbs).means("val_"))
+        logs = loop.read_logs(logs)  # the epoch's one sync
+        cbs.on_test_end({k[4:]: v for k, v in logs.items() if k.startswith("val_")})
+        return logs
+
+    def _fit_data(
+        self, x: Any, y: Any, validation_data: Any, split: float
+    ) -> tuple[ArrayData, ArrayData | None]:
+        """Place, split and check the training (and validation) data: one sync in all."""
+        train = self._prepare(x, y, "")
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError(
+                    "validation_data must be a tuple (x_val, y_val). "
+                    f"Received: {type(validation_data).__name__} of length "
+                    f"{len(validation_data) if isinstance(validation_data, (tuple, list)) else '?'}"
+                )
+            val = self._prepare(*validation_data, "validation_data")
+        elif split > 0.0:
+            train, val = train.split(split)
+        self._check_values(train, val)
+        return train, val
+
+    def _prepare(self, x: Any, y: Any, what: str) -> ArrayData:
+        """Shapes and dtypes (free), then build, place and dry-run a few samples."""
+        if y is None:
+            raise ValueError(f"{what or 'fit/evaluate'}: y is required (targets for the loss)")
+        x, y = _with_shape(x), _with_shape(y)
+        checks.check_shapes(x, y, what)
+        if not self.built:
+            self.build((None, *tuple(x.shape[1:])))
+        data = ArrayData.from_inputs(x, y, backend_of_model(self))
+        data.y = self._labels_as_loss_expects(data.y)
+        self._dry_run(data)
+        return data
+
+    def _labels_as_loss_expects(self, y: Any) -> Any:
+        """(N, 1) integer labels become (N,) for sparse cross-entropy (as Keras squeezes)."""
+        if isinstance(self.loss, SparseCategoricalCrossentropy) and tuple(y.shape[1:]) == (1,):
+            return namespace_of(y).reshape(y, (-1,))
+        return y
+
+    def _dry_run(self, data: ArrayData) -> None:
+        """Inference forward, loss and metrics on two samples: catches feature sizes, target
+        shapes and dtypes before training changes anything (no sync, no state change)."""
+        xb, yb, _ = next(data.batches(2))
+        y_pred = self.forward(xb, training=False)[0]
+        self._loss_value_and_gradient(yb, y_pred)
+        for metric in self.compiled_metrics:
+            metric.batch_value(yb, y_pred)
+
+    def _check_values(self, *datasets: ArrayData | None) -> None:
+        """NaN/inf and label range over the whole data, one read-back for everything."""
+        classes = int(self.compute_output_shape(self.input_shape)[-1])
+        found = []
+        for data, what in zip(datasets, ("", "validation")):
+            if data is not None:
+                found += checks.value_checks(data, classes, what)
+        checks.run_checks(found)
+
+    # -- evaluate / predict -------------------------------------------------------------------
+    def evaluate(
+        self,
+        x: Any,
+        y: Any,
+        batch_size: int = 32,
+        verbose: int = 0,
+        callbacks: list[Any] | None = None,
+    ) -> dict[str, float]:
+        """Mean loss and metrics over ``(x, y)`` in inference mode, as Python floats."""
+        self._require_compiled("evaluate")
+        checks.positive_int("batch_size", batch_size)
+        data = self._prepare(x, y, "")
+        self._check_values(data)
+        cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
+        cbs.on_test_begin(None)
+        logs = loop.read_logs(loop.run_test(self, data, batch_size, cbs).means())
+        cbs.on_test_end(logs)
+        return logs
+
+    def predict(
+        self, x: Any, batch_size: int = 32, verbose: int = 0, callbacks: list[Any] | None = None
+    ) -> Any:
+        """Inference outputs for ``x``, returned in ``x``'s namespace and on its device (host
+        data such as lists gives a NumPy array)."""
+        checks.positive_int("batch_size", batch_size)
+        x = _with_shape(x)
+        checks.check_shapes(x, None, "")
+        if not self.built:
+            self.build((None, *tuple(x.shape[1:])))
+        data = ArrayData.from_inputs(x, None, backend_of_model(self))
+        cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
+        cbs.on_predict_begin(None)
+        y = loop.run_predict(self, data, batch_size, cbs)
+        cbs.on_predict_end(None)
+        return _back_to(y, x)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _reseed(self, seed: int) -> None:
+        """A new model generator and new layer generators, all derived from ``seed``."""
+        root = pnn_random.Generator(seed)
+        self.generator = pnn_random.Generator(root.host.integers(2**62))
+        for _, layer in self._layers_with_generators():
+            layer.generator = pnn_random.Generator(root.host.integers(2**62))
+
+
+def _callback_list(
+    model: Any, callbacks: Any, params: dict[str, Any], add_history: bool = False
+) -> CallbackList:
+    """The call's callbacks, with a ``ProgressBar`` for ``verbose > 0`` (and a ``History``)."""
+    return CallbackList(
+        callbacks, model=model, params=params, add_history=add_history, add_progbar=True
+    )
+
+
+def _with_shape(data: Any) -> Any:
+    """Arrays as they are; lists and other host data as NumPy (via the backend helpers)."""
+    return data if is_array(data) else to_numpy(data)
+
+
+def _back_to(y: Any, like: Any) -> Any:
+    """``y`` moved to ``like``'s namespace and device when they differ."""
+    xp, device = namespace_of(like), array_api_compat.device(like)
+    if namespace_of(y) is xp and array_api_compat.device(y) == device:
+        return y
+    return host_to(to_numpy(y), xp, device)
+
+
+__all__ = ["TrainingMixin"]
