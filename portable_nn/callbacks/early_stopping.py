@@ -16,12 +16,17 @@ class EarlyStopping(Callback):
     An epoch improves when ``current < best - min_delta`` (mode min) or
     ``current > best + min_delta`` (mode max); ``mode="auto"`` is max for names containing
     ``"acc"``, min otherwise. NaN never improves. With ``patience=0`` training stops at the
-    first epoch that does not improve. ``baseline``: epochs that improve on ``best`` but not on
-    the baseline do not reset the patience counter. Epochs before ``start_from_epoch`` are
-    ignored. With ``restore_best_weights`` the parameters and buffers of the best epoch are
-    copied (real copies on the device, no host transfer) and loaded back at the end of
-    training, whether or not it stopped early (Keras 3); the first monitored epoch counts as
-    the best until one improves.
+    first epoch that does not improve. Epochs before ``start_from_epoch`` are ignored.
+
+    ``baseline``: epochs that improve on ``best`` but not on the baseline do not reset the
+    patience count, so training stops after ``patience`` epochs that fail to beat it, as the
+    Keras documentation says (Keras 3's code skips the check on improving epochs, so it never
+    stops while the value creeps towards the baseline).
+
+    ``restore_best_weights``: the parameters and buffers of the best epoch are copied (real
+    copies on the device, no host transfer) and loaded back at the end of training, whether or
+    not it stopped early (Keras 3); the first monitored epoch counts as the best until one
+    improves.
 
     Attributes: ``stopped_epoch`` (0-based, 0 if not stopped), ``best``, ``best_epoch``,
     ``wait``, ``best_weights``.
@@ -72,7 +77,7 @@ class EarlyStopping(Callback):
                 self.best_weights = _copy_state(self.model)
             if self.baseline is None or self._is_improvement(current, self.baseline):
                 self.wait = 0
-            return
+                return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights, self.best_epoch = _copy_state(self.model), epoch
         if self.wait >= self.patience and epoch > 0:

@@ -140,8 +140,8 @@ class ProgressBar(Callback):
         if self._bar is not None:
             self._bar.set_postfix_str(format_logs(logs), refresh=False)
             if self._last_batch is not None:  # where the loop stopped (early stop included)
-                self._bar.update(max(self._position(self._last_batch) - self._bar.n, 0))
-            self._close()
+                self._bar.n = max(self._position(self._last_batch), self._bar.n)
+            self._close()  # draws the final state once, with the epoch's average rate
         elif self.verbose == 2:
             text = format_logs(logs)
             line = f"{self._desc} - {elapsed:.1f}s" + (f" - {text}" if text else "")
