@@ -58,6 +58,14 @@ class TorchMLP:
         self.optimizer.step()
         return loss.detach()
 
+    def grads(self) -> list:
+        """Gradients of the last step (PyTorch keeps them until the next ``zero_grad``)."""
+        linears = [m for m in self.model if isinstance(m, self.torch.nn.Linear)]
+        return [
+            (m.weight.grad.cpu().numpy().T.copy(), m.bias.grad.cpu().numpy().copy())
+            for m in linears
+        ]
+
     def weights(self) -> list:
         linears = [m for m in self.model if isinstance(m, self.torch.nn.Linear)]
         return [
@@ -94,7 +102,8 @@ class HandwrittenMLP:
         self.count += 1
         hidden = self._forward(x)
         loss, dz = self._loss(hidden[-1], y)
-        self._adam(self._backward(hidden, dz))
+        self.last_grads = self._backward(hidden, dz)
+        self._adam(self.last_grads)
         return loss
 
     def _forward(self, x: Any) -> list:
@@ -155,6 +164,10 @@ class HandwrittenMLP:
             tmp *= step_size
             p -= tmp
 
+    def grads(self) -> list:
+        host = [g.get() if hasattr(g, "get") else g.copy() for g in self.last_grads]
+        return list(zip(host[0::2], host[1::2]))
+
     def weights(self) -> list:
         host = [p.get() if hasattr(p, "get") else p.copy() for p in self.params]
         return list(zip(host[0::2], host[1::2]))
@@ -185,7 +198,7 @@ def portable_unavailable(mode: str) -> str | None:
             return f"{owner.__name__}.{attr} does not exist yet"
     if mode == "train_step" and not hasattr(pnn.Sequential, "train_step"):
         return "Sequential.train_step does not exist yet"
-    if mode not in ("manual", "train_step"):
+    if mode not in ("manual", "train_step", "relu_layer"):
         return f"unknown mode {mode!r}"
     return None
 
@@ -228,9 +241,11 @@ class PortableMLP:
     def _build(self, pnn: Any, weights: list) -> Any:
         layers: list[Any] = []
         for i, (w, _) in enumerate(weights):
-            layers.append(pnn.layers.Dense(w.shape[1]))
-            if i < len(weights) - 1:
-                layers.append(pnn.layers.ReLU())
+            hidden = i < len(weights) - 1
+            if self.mode == "relu_layer":  # torch.nn style: Dense, ReLU, Dense, ReLU, Dense
+                layers += [pnn.layers.Dense(w.shape[1])] + ([pnn.layers.ReLU()] if hidden else [])
+            else:  # Keras style: the activation fused into Dense
+                layers.append(pnn.layers.Dense(w.shape[1], activation="relu" if hidden else None))
         model = pnn.Sequential(layers)
         model.build((None, weights[0][0].shape[0]))
         self.dense_keys = []  # [(weight name, bias name, transposed)] per Dense layer
@@ -246,8 +261,9 @@ class PortableMLP:
             self.dense_keys.append((f"{index}.{matrix}", f"{index}.{vector}", transposed))
         values = {}
         for (wk, bk, transposed), (w, b) in zip(self.dense_keys, weights):
-            values[wk] = pnn.asarray(np.ascontiguousarray(w.T) if transposed else w)
-            values[bk] = pnn.asarray(b)
+            # copies: pnn.asarray may alias a NumPy array, and the optimizer updates in place
+            values[wk] = pnn.asarray(np.array(w.T if transposed else w, order="C"))
+            values[bk] = pnn.asarray(b.copy())
             assert tuple(values[wk].shape) == tuple(params[wk].shape), wk
         model.set_parameters(values)
         return model
@@ -272,10 +288,20 @@ class PortableMLP:
         loss, dout = self.loss.value_and_gradient(y, out)
         _, grads = self.model.backward(dout, caches)
         self.optimizer.step(self.model, grads)
+        self.last_grads = grads
         return loss
 
+    def grads(self) -> list | None:
+        """Gradients of the last step (None for train_step, which does not return them)."""
+        if self.mode == "train_step":
+            return None
+        return self._pairs(self.last_grads)
+
     def weights(self) -> list:
-        params, to_numpy, out = self.model.parameters(), self.pnn.to_numpy, []
+        return self._pairs(self.model.parameters())
+
+    def _pairs(self, params: dict) -> list:
+        to_numpy, out = self.pnn.to_numpy, []
         for wk, bk, transposed in self.dense_keys:
             w = np.array(to_numpy(params[wk]))
             out.append((w.T.copy() if transposed else w, np.array(to_numpy(params[bk]))))
