@@ -8,7 +8,7 @@ from portable_nn.backend import namespace_of
 from portable_nn.random import Generator, get_generator
 
 from ._checks import check_gradient, positive_int
-from ._weights import make_weight
+from ._weights import check_initializer, make_weight
 from .activation import ActivationFn
 from .base import Layer, Shape
 
@@ -50,7 +50,8 @@ class Dense(Layer):
         if not isinstance(use_bias, bool):
             raise TypeError(f"use_bias must be a bool. Received: use_bias={use_bias!r}")
         self.use_bias = use_bias
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
+        self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
         if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
         self.seed = seed
