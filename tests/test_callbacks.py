@@ -433,3 +433,109 @@ def test_progress_bar_for_evaluate_outside_fit() -> None:
     bar.on_test_begin(None)
     bar.on_test_end({"loss": 0.5})
     assert re.fullmatch(r"Evaluate - \d+\.\ds - loss: 0\.5000\n", out.getvalue())
+
+
+# -- end to end through the real fit ------------------------------------------------------------
+def _fitted_setup(seed: int = 0) -> tuple[Any, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0).astype(np.int64)
+    model = pnn.Sequential([pnn.layers.Dense(8, activation="relu"), pnn.layers.Dense(3)])
+    model.compile(
+        optimizer=pnn.optimizers.SGD(learning_rate=0.1),
+        loss=pnn.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model, x, y
+
+
+class Script(cbs.Callback):
+    """Replaces ``val_loss`` with scripted values, keeps host snapshots of the weights, and
+    records what the per-batch logs hold."""
+
+    def __init__(self, values: list[float]) -> None:
+        super().__init__()
+        self.values, self.snapshots, self.batch_logs = values, [], []
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.batch_logs.append(dict(logs))
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        logs["val_loss"] = self.values[epoch]
+        state = self.model.state_dict()
+        self.snapshots.append({k: pnn.to_numpy(v).copy() for k, v in state.items()})
+
+
+def test_fit_early_stopping_restores_best_weights_and_batch_logs_stay_on_device(backend) -> None:
+    model, x, y = _fitted_setup()
+    script = Script([1.0, 0.5, 0.7, 0.8, 0.9, 0.1])
+    stopper = cbs.EarlyStopping(patience=2, restore_best_weights=True)
+    history = model.fit(x, y, epochs=6, batch_size=8, callbacks=[script, stopper], verbose=0)
+    assert history.epoch == [0, 1, 2, 3] and stopper.stopped_epoch == 3
+    assert history.history["val_loss"] == [1.0, 0.5, 0.7, 0.8]
+    assert model.history is history
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(backend.to_numpy(value), script.snapshots[1][name])
+        backend.assert_same_place(value)
+    assert len(script.batch_logs) == 4 * 5
+    for key in ("loss", "accuracy"):  # per-batch logs: device 0-d arrays, not floats
+        value = script.batch_logs[-1][key]
+        assert not isinstance(value, float) and value.ndim == 0
+        if not backend.readonly:  # NumPy reductions may give NumPy scalars there
+            backend.assert_same_place(value)
+    assert all(isinstance(v, float) for v in history.history["loss"])
+
+
+def test_fit_progress_output_verbose_1_and_2(capsys) -> None:
+    with pnn.use_backend("numpy"):
+        model, x, y = _fitted_setup()
+        model.fit(x, y, epochs=2, batch_size=8, verbose=1, validation_split=0.25)
+        out = capsys.readouterr()
+        text = out.out + out.err
+        assert "Epoch 1/2" in text and "Epoch 2/2" in text and "30/30" in text
+        assert re.search(r"samples/s, loss: \d\.\d{4} - accuracy: \d\.\d{4} - val_loss", text)
+        model.fit(x, y, epochs=2, batch_size=8, verbose=2)
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 2
+        assert re.fullmatch(
+            r"Epoch 2/2 - \d+\.\ds - loss: \d\.\d{4} - accuracy: \d\.\d{4}", lines[1]
+        )
+
+
+def test_fit_lr_plateau_csv_checkpoint_and_nan(tmp_path) -> None:
+    with pnn.use_backend("numpy"):
+        model, x, y = _fitted_setup()
+        callbacks = [
+            Script([1.0, 1.0, 1.0]),
+            cbs.ReduceLROnPlateau(factor=0.5, patience=0),
+            cbs.CSVLogger(tmp_path / "log.csv"),
+            cbs.ModelCheckpoint(str(tmp_path / "w{epoch}.safetensors"), save_weights_only=True),
+        ]
+        history = model.fit(x, y, epochs=3, batch_size=8, callbacks=callbacks, verbose=0)
+        assert history.history["learning_rate"] == pytest.approx([0.1, 0.1, 0.05])
+        assert model.optimizer.learning_rate == pytest.approx(0.025)
+        rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+        assert [float(r["learning_rate"]) for r in rows] == pytest.approx([0.1, 0.1, 0.05])
+        assert [float(r["loss"]) for r in rows] == pytest.approx(history.history["loss"])
+        fresh, _, _ = _fitted_setup()
+        fresh.build((None, 4))
+        fresh.load_weights(tmp_path / "w3.safetensors")
+        for name, value in model.state_dict().items():
+            np.testing.assert_array_equal(pnn.to_numpy(fresh.state_dict()[name]), value)
+
+        def poison(batch: int, logs: Any) -> None:
+            if batch == 1:
+                params = model.parameters()
+                model.set_parameters({k: v * math.nan for k, v in params.items()})
+
+        nan_stop = cbs.TerminateOnNaN()
+        history = model.fit(
+            x,
+            y,
+            epochs=5,
+            batch_size=8,
+            callbacks=[cbs.LambdaCallback(on_train_batch_end=poison), nan_stop],
+            verbose=0,
+        )
+        assert history.epoch == [0] and math.isnan(history.history["loss"][0])
+        assert nan_stop.stopped_batch == 2 and nan_stop.stopped_epoch == 0
