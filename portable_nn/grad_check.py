@@ -352,7 +352,7 @@ class _LayerGuard:
         generators = [getattr(sub, "generator", None) for sub in tree]
         self.generators = [(g, g.get_state()) for g in generators if hasattr(g, "set_state")]
         top = {**layer.params, **(getattr(layer, "state", None) or {})}
-        self.copies = [(f"{name!r}", value, _copy(value)) for name, value in top.items()]
+        self.copies = [(repr(k), v, _copy(v)) for k, v in top.items() if is_array(v)]
 
     def forward(self, x: Any, training: bool) -> tuple[Any, Any]:
         """``layer.forward`` with the saved random state, then the buffers restored."""

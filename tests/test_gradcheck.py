@@ -328,6 +328,59 @@ def test_layer_mode_restores_on_error(backend: Any) -> None:
     _assert_untouched(layer, snapshot)
 
 
+class _GradcheckChain:
+    """A container: dotted parameter names computed on the fly, set through set_parameters."""
+
+    def __init__(self, *layers: Any) -> None:
+        self.layers = list(layers)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()
+        }
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.state.items()
+        }
+
+    def set_parameters(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            index, name = key.split(".")
+            self.layers[int(index)].params[name] = value
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        caches = []
+        for layer in self.layers:
+            x, cache = layer.forward(x, training)
+            caches.append(cache)
+        return x, caches
+
+    def backward(self, dy: Any, caches: Any) -> tuple[Any, dict[str, Any]]:
+        grads = {}
+        for i in reversed(range(len(self.layers))):
+            dy, layer_grads = self.layers[i].backward(dy, caches[i])
+            grads.update({f"{i}.{k}": g for k, g in layer_grads.items()})
+        return dy, grads
+
+
+def test_layer_mode_on_a_container_with_nested_randomness(backend: Any) -> None:
+    first, x = _layer(backend)
+    w, b = _data(backend, (4, 2), (2,), seed=2)
+    chain = _GradcheckChain(first, _GradcheckDropoutAffine(w, b))
+    snapshots = [_snapshot(layer) for layer in chain.layers]
+    state_before = chain.layers[1].generator.get_state()
+    result = pnn.gradcheck(chain, x, training=True)
+    assert result.ok, result.report()
+    names = ["input x", "parameter '0.w'", "parameter '0.b'", "parameter '1.w'", "parameter '1.b'"]
+    assert [e.name for e in result.entries] == names
+    for layer, snapshot in zip(chain.layers, snapshots):
+        _assert_untouched(layer, snapshot)
+    assert chain.layers[1].generator.get_state() == state_before
+
+
 def test_layer_mode_validation(backend: Any) -> None:
     layer, x = _layer(backend)
     with pytest.raises(TypeError, match="input x .*float64"):
