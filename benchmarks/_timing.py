@@ -223,6 +223,11 @@ def numpy_blas_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: above the CPU count, other jobs shared the machine."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -246,6 +251,7 @@ def environment() -> dict[str, Any]:
         "numpy": np.__version__,
         "blas": blas_info(),
         "env": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+        "load_average": load_average(),
     }
     if "torch" in sys.modules:
         torch = sys.modules["torch"]

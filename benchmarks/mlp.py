@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,72 +302,87 @@ def setup_threads(requested: int | None) -> tuple[int, Any]:
     return threads, limiter
 
 
+def run_model(spec: ModelSpec, args: argparse.Namespace) -> tuple[list, dict, dict]:
+    """Check one model's contenders against PyTorch, then time them: (rows, check, skipped)."""
+    contenders, skipped = build_contenders(spec, args)
+    check = check_against_torch(contenders)
+    bad = [name for name, result in check.items() if not result["ok"]]
+    if bad:
+        print(f"{spec.label}: WRONG RESULTS after one step for {bad}:", file=sys.stderr)
+        print(json.dumps(check, indent=1), file=sys.stderr)
+        return [], check, skipped
+    timed = [_timing.Contender(c.name, c.step, c.sync, spec.batch) for c in contenders]
+    steps = 2 if args.quick else None
+    measured = _timing.run_interleaved(timed, args.repeats, args.min_time, args.warmup, steps)
+    return summarise(spec, measured, args), check, skipped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if str(HERE.parent) not in sys.path:  # run from a checkout: import this portable_nn
         sys.path.insert(0, str(HERE.parent))
     threads, _limiter = setup_threads(args.threads)
-    specs = [(QUICK_MODELS if args.quick else MODELS)[key] for key in args.models]
+    run = {
+        "threads": threads,
+        "load_average_start": _timing.load_average(),
+        "rows": [],
+        "correctness": {},
+        "skipped": {},
+    }
     print(
         f"threads: NumPy BLAS {_timing.numpy_blas_threads()}, torch {threads}; "
-        f"repeats {args.repeats} x >= {args.min_time:g} s, interleaved"
+        f"{args.repeats} repeats x >= {args.min_time:g} s, interleaved"
     )
-    rows, checks, skipped_all, failed = [], {}, {}, False
-    for spec in specs:
-        contenders, skipped = build_contenders(spec, args)
-        skipped_all.update(skipped)
-        checks[spec.key] = check_against_torch(contenders)
-        bad = [name for name, r in checks[spec.key].items() if not r["ok"]]
-        if bad:
-            failed = True
-            print(
-                f"{spec.label}: WRONG RESULTS after one step for {bad}: "
-                f"{json.dumps(checks[spec.key], indent=1)}",
-                file=sys.stderr,
-            )
-            continue
-        timed = [_timing.Contender(c.name, c.step, c.sync, spec.batch) for c in contenders]
-        measured = _timing.run_interleaved(
-            timed, args.repeats, args.min_time, args.warmup, steps=2 if args.quick else None
-        )
-        rows.extend(summarise(spec, measured, args))
-    for name, reason in skipped_all.items():
+    for key in args.models:
+        spec = (QUICK_MODELS if args.quick else MODELS)[key]
+        rows, run["correctness"][key], skipped = run_model(spec, args)
+        run["rows"] += rows
+        run["skipped"].update(skipped)
+    for name, reason in run["skipped"].items():
         print(f"skipped {name}: {reason}")
-    if rows:
-        print(format_table(rows))
-    write_json(args, threads, rows, checks, skipped_all)
+    if run["rows"]:
+        print(format_table(run["rows"]))
+    print(
+        f"load average (1, 5, 15 min): {run['load_average_start']} at start, "
+        f"{_timing.load_average()} at end, on {os.cpu_count()} CPUs"
+    )
+    write_json(args, run)
+    failed = any(not r["ok"] for check in run["correctness"].values() for r in check.values())
     return 1 if failed else 0
 
 
-def write_json(
-    args: argparse.Namespace, threads: int, rows: list, checks: dict, skipped: dict
-) -> None:
+def write_json(args: argparse.Namespace, run: dict) -> None:
+    """The run as JSON: environment, settings, correctness, per-repeat timings, ratios."""
     if args.out is None and args.quick:
         return
     day = datetime.date.today().isoformat()
     path = Path(args.out) if args.out else RESULTS / f"mlp-{args.torch_device}-{day}.json"
+    settings = {
+        "backends": args.backend,
+        "torch_device": args.torch_device,
+        "pnn_modes": args.pnn_modes,
+        "models": args.models,
+        "repeats": args.repeats,
+        "min_time_s": args.min_time,
+        "warmup_steps": args.warmup,
+        "threads": run["threads"],
+        "quick": args.quick,
+        "dtype": "float32",
+        "adam": ADAM,
+        "batches_cycled": N_BATCHES,
+    }
+    environment = _timing.environment()
+    environment["load_average_start"] = run["load_average_start"]
     document = {
         "benchmark": "mlp_train_step",
         "command": [Path(sys.executable).name, *sys.argv],
-        "environment": _timing.environment(),
-        "settings": {
-            "backends": args.backend,
-            "torch_device": args.torch_device,
-            "pnn_modes": args.pnn_modes,
-            "repeats": args.repeats,
-            "min_time_s": args.min_time,
-            "warmup_steps": args.warmup,
-            "threads": threads,
-            "quick": args.quick,
-            "dtype": "float32",
-            "adam": ADAM,
-            "batches_cycled": N_BATCHES,
-        },
-        "correctness": checks,
-        "skipped": skipped,
-        "results": rows,
-        "summary": {
-            r["model"] + "/" + r["contender"]: round(r["ratio_to_pytorch"], 3) for r in rows
+        "environment": environment,
+        "settings": settings,
+        "correctness": run["correctness"],
+        "skipped": run["skipped"],
+        "results": run["rows"],
+        "ratio_to_pytorch": {
+            f"{r['model']}/{r['contender']}": round(r["ratio_to_pytorch"], 3) for r in run["rows"]
         },
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,129 @@
+"""Smoke tests of ``benchmarks/mlp.py`` and ``benchmarks/_timing.py``: tiny sizes, one repeat.
+
+They keep the benchmark runnable (CLI, JSON layout, correctness check against PyTorch) without
+measuring anything; the numbers themselves come from a full run (see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _mlp_contenders  # noqa: E402
+import _timing  # noqa: E402
+import mlp  # noqa: E402
+
+
+def test_cli_quick_run_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "mlp.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "mlp.py"), "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "samples/s" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["settings"]["quick"] is True
+    assert document["environment"]["numpy"] == np.__version__
+    assert document["environment"]["torch_threads"] == document["settings"]["threads"]
+    names = {"pytorch-cpu", "handwritten-numpy", "pnn-numpy", "pnn-numpy-train_step"}
+    for model in mlp.MODELS:
+        rows = {r["contender"]: r for r in document["results"] if r["model"] == model}
+        assert set(rows) == names, (model, sorted(rows))
+        assert rows["pytorch-cpu"]["ratio_to_pytorch"] == 1.0
+        for row in rows.values():
+            assert row["median_items_per_second"] > 0
+            assert len(row["seconds_per_step"]) == 1
+        assert all(check["ok"] for check in document["correctness"][model].values())
+
+
+def test_main_in_process_does_not_import_cupy(tmp_path: Path) -> None:
+    already = "cupy" in sys.modules
+    code = mlp.main(
+        [
+            "--quick",
+            "--models",
+            "tiny",
+            "--backend",
+            "numpy,torch",
+            "--out",
+            str(tmp_path / "t.json"),
+        ]
+    )
+    assert code == 0
+    rows = json.loads((tmp_path / "t.json").read_text())["results"]
+    assert {"pnn-torch-cpu", "pnn-numpy"} <= {r["contender"] for r in rows}
+    assert already or "cupy" not in sys.modules
+
+
+class _GradientTimesTwo(_mlp_contenders.HandwrittenMLP):
+    """A bug Adam hides: the update ignores the gradient's scale, the gradient check does not."""
+
+    def _loss(self, out, y):
+        loss, grad = super()._loss(out, y)
+        return loss, 2.0 * grad
+
+
+class _NoBiasCorrection(_mlp_contenders.HandwrittenMLP):
+    def _adam(self, grads):
+        self.t = 10**6  # 1 - beta**t == 1: the first steps come out ~3x too large
+        super()._adam(grads)
+
+
+@pytest.mark.parametrize("model", ["small", "tiny"])
+@pytest.mark.parametrize("bug", [_GradientTimesTwo, _NoBiasCorrection])
+def test_correctness_check_catches_wrong_steps(model: str, bug: type) -> None:
+    spec = mlp.QUICK_MODELS[model]
+    weights, batches = mlp.make_problem(spec)
+    good = _mlp_contenders.HandwrittenMLP(np, spec.loss, weights, batches)
+    bad = bug(np, spec.loss, weights, batches)
+    bad.name = "buggy"
+    torch_side = _mlp_contenders.TorchMLP(spec.loss, weights, batches, "cpu")
+    report = mlp.check_against_torch([torch_side, good, bad])
+    assert report["handwritten-numpy"]["ok"], report
+    assert not report["buggy"]["ok"], report
+
+
+def test_interleaved_timing_rotates_and_counts() -> None:
+    calls: list[str] = []
+    contenders = [
+        _timing.Contender(name, (lambda n=name: calls.append(n)), items=4) for name in "abc"
+    ]
+    results = _timing.run_interleaved(contenders, repeats=3, min_time=0.0, warmup=1, steps=2)
+    assert calls[:3] == ["a", "b", "c"]  # warmup, then timed repeats in rotating order
+    assert calls[3:] == [*"aabbcc", *"bbccaa", *"ccaabb"]
+    for m in results.values():
+        assert m.steps_per_repeat == 2 and len(m.seconds) == 3
+        assert m.median_throughput == pytest.approx(4 / m.median_seconds, rel=0.5)
+
+
+def test_calibrate_reaches_min_time() -> None:
+    import time
+
+    n = _timing.calibrate(lambda: time.sleep(0.002), _timing.no_sync, min_time=0.02)
+    assert 5 <= n <= 40
+    with pytest.raises(ValueError, match="repeats"):
+        _timing.run_interleaved([], repeats=0, min_time=0.0)
+
+
+def test_ratios_and_spread() -> None:
+    a = _timing.Measurement("a", 1, 10, seconds=[1.0, 2.0, 4.0])  # 10, 5, 2.5 items/s
+    b = _timing.Measurement("b", 1, 10, seconds=[2.0, 2.0, 2.0])  # 5 items/s
+    assert a.median_throughput == 5.0
+    assert a.spread == pytest.approx((10 - 2.5) / 5)
+    assert _timing.paired_ratio(a, b) == 1.0  # 2, 1, 0.5
+    assert _timing.ratio(1.0, 0.0) != _timing.ratio(1.0, 0.0)  # NaN
