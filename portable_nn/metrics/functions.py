@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portable_nn.backend import namespace_and_device
+from portable_nn.backend import namespace_and_device, namespace_of
 
 Array = Any
 
@@ -36,18 +36,18 @@ def _aligned(xp: Any, y_true: Array, y_pred: Array, what: str) -> Array:
     raise ValueError(f"{what}: y_true shape {ts} does not match y_pred shape {ps}")
 
 
-def _sparse_labels(y_true: Array, y_pred: Array, what: str) -> tuple[Array, int]:
-    """Labels (N,) or (N, 1) against scores (N, C): labels as (N,), and C."""
+def _sparse_labels(y_true: Array, y_pred: Array, what: str) -> tuple[Any, Any, Array, int]:
+    """Labels (N,) or (N, 1) against scores (N, C): namespace, device, labels as (N,), C."""
     ts, ps = tuple(y_true.shape), tuple(y_pred.shape)
     if len(ps) != 2 or ts not in ((ps[0],), (ps[0], 1)):
         raise ValueError(
             f"{what}: expected labels of shape (N,) or (N, 1) and scores of shape (N, C); "
             f"got y_true {ts} and y_pred {ps}"
         )
-    xp, _ = namespace_and_device(y_true, y_pred)
+    xp, device = namespace_and_device(y_true, y_pred)
     if xp.isdtype(y_true.dtype, "bool"):
         raise TypeError(f"{what}: labels must be integer or float class indices, got bool")
-    return xp.reshape(y_true, (ps[0],)), ps[1]
+    return xp, device, xp.reshape(y_true, (ps[0],)), ps[1]
 
 
 def _per_sample_mean(xp: Any, values: Array) -> Array:
@@ -66,9 +66,9 @@ def _equal_as_float(xp: Any, pred_index: Array, labels: Array, dtype: Any) -> Ar
 
 # -- per-sample functions (y_true, y_pred) -> (N,) --------------------------------------------
 def sparse_categorical_accuracy(y_true: Array, y_pred: Array) -> Array:
-    """``1[argmax_c y_pred[n, c] == y_true[n]]``; ties go to the first maximal class."""
-    labels, _ = _sparse_labels(y_true, y_pred, "sparse_categorical_accuracy")
-    xp, _ = namespace_and_device(y_true, y_pred)
+    """``1[argmax_c y_pred[n, c] == y_true[n]]``; ties go to the first maximal class (the
+    standard's ``argmax``); labels outside [0, C) never match."""
+    xp, _, labels, _ = _sparse_labels(y_true, y_pred, "sparse_categorical_accuracy")
     return _equal_as_float(xp, xp.argmax(y_pred, axis=-1), labels, _float_dtype(xp, y_pred))
 
 
@@ -103,8 +103,7 @@ def sparse_top_k_categorical_accuracy(y_true: Array, y_pred: Array, k: int = 5) 
     label's score never push it out of the top k. A NaN score at the label, or a label outside
     [0, C), is a miss.
     """
-    labels, n_classes = _sparse_labels(y_true, y_pred, "top_k_accuracy")
-    xp, device = namespace_and_device(y_true, y_pred)
+    xp, device, labels, n_classes = _sparse_labels(y_true, y_pred, "top_k_accuracy")
     index = xp.astype(labels, _index_dtype(xp, device))
     valid = (index >= 0) & (index < n_classes)
     safe = xp.where(valid, index, xp.zeros_like(index))
@@ -135,14 +134,13 @@ def _error(y_true: Array, y_pred: Array, what: str) -> Array:
 def mean_squared_error(y_true: Array, y_pred: Array) -> Array:
     """``mean_j (y_pred[n, j] - y_true[n, j])**2``."""
     diff = _error(y_true, y_pred, "mean_squared_error")
-    return _per_sample_mean(namespace_and_device(diff)[0], diff * diff)
+    return _per_sample_mean(namespace_of(diff), diff * diff)
 
 
 def mean_absolute_error(y_true: Array, y_pred: Array) -> Array:
     """``mean_j |y_pred[n, j] - y_true[n, j]|``."""
     diff = _error(y_true, y_pred, "mean_absolute_error")
-    xp = namespace_and_device(diff)[0]
-    return _per_sample_mean(xp, xp.abs(diff))
+    return _per_sample_mean(namespace_of(diff), namespace_of(diff).abs(diff))
 
 
 __all__ = [
