@@ -294,8 +294,10 @@ def setup_threads(requested: int | None) -> tuple[int, Any]:
 
     limiter = None
     if requested is not None:
-        from threadpoolctl import threadpool_limits
-
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            raise SystemExit("--threads needs threadpoolctl (pip install threadpoolctl)") from None
         limiter = threadpool_limits(limits=requested, user_api="blas")
     threads = requested or _timing.numpy_blas_threads()
     torch.set_num_threads(threads)
