@@ -158,6 +158,45 @@ def run_interleaved(
     return results
 
 
+def profile_steps(step: Callable[[], Any], n: int, top: int = 20) -> str:
+    """cProfile ``n`` calls of ``step``; the ``top`` functions by own time, in us per step.
+
+    The profiler's clock is the process CPU time, so other jobs on the machine distort the
+    attribution less than they distort wall-clock timings (the profiler's own overhead still
+    inflates Python-heavy code by roughly 1.5-2x).
+    """
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    for _ in range(n):
+        step()
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # {(file, line, name): (cc, ncalls, tt, ct, callers)}
+    rows = sorted(stats.items(), key=lambda item: -item[1][2])[:top]
+    total = sum(entry[2] for entry in stats.values())
+    lines = [
+        f"{'calls/step':>10} {'own us/step':>11} {'cum us/step':>11}  function",
+        f"{'':>10} {1e6 * total / n:11.1f} {'':>11}  (all, profiled)",
+    ]
+    for (filename, line, name), (_, ncalls, own, cumulative, _) in rows:
+        where = f"{_short(filename)}:{line}({name})" if line else name
+        lines.append(
+            f"{ncalls / n:10.1f} {1e6 * own / n:11.1f} {1e6 * cumulative / n:11.1f}  {where}"
+        )
+    return "\n".join(lines)
+
+
+def _short(filename: str) -> str:
+    """``.../site-packages/numpy/_core/x.py`` -> ``numpy/_core/x.py``; repo paths likewise."""
+    for marker in ("site-packages/", "portable_nn/", "benchmarks/"):
+        if marker in filename:
+            head = "" if marker == "site-packages/" else marker
+            return head + filename.split(marker, 1)[1]
+    return filename
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (or ``platform.processor()`` elsewhere)."""
     try:

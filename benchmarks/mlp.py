@@ -263,6 +263,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "optimizer.step), train_step (compile + model.train_step)",
     )
     parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="TOP",
+        help="after timing, cProfile the portable_nn and hand-written steps and print the "
+        "TOP functions by own time (us per step)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="tiny sizes, 1 repeat, 2 steps: a smoke test, not a measurement",
@@ -316,6 +324,12 @@ def run_model(spec: ModelSpec, args: argparse.Namespace) -> tuple[list, dict, di
     timed = [_timing.Contender(c.name, c.step, c.sync, spec.batch) for c in contenders]
     steps = 2 if args.quick else None
     measured = _timing.run_interleaved(timed, args.repeats, args.min_time, args.warmup, steps)
+    if args.profile:
+        for c in contenders:
+            if c.name.startswith(("pnn-", "handwritten-")):
+                steps = measured[c.name].steps_per_repeat
+                print(f"\n== profile {spec.label} {c.name} ({steps} steps)")
+                print(_timing.profile_steps(c.step, steps, top=args.profile))
     return summarise(spec, measured, args), check, skipped
 
 
