@@ -252,6 +252,11 @@ def _optimizer_slot(host, meta):
     host["optimizer/0.weight.exp_avg"] = np.zeros((2, 2), np.float32)
 
 
+def _bad_host_state(state: dict) -> dict:
+    state["rng"]["generator"]["host"] = {"bit_generator": "MT19937"}
+    return state
+
+
 EVIL = {"class_name": "Evil", "config": {}}
 MODEL_CASES = {
     "weights only": (None, "weights only"),
@@ -270,6 +275,8 @@ MODEL_CASES = {
     "optimizer slot shape": (_optimizer_slot, "optimizer state.*0.weight.exp_avg"),
     "optimizer step": (lambda h, m: m.update(optimizer_state='{"step": -1}'), "optimizer state"),
     "rng state": (_set_json("training_state", lambda s: {**s, "rng": {"x": 1}}), "RNG state"),
+    "rng host state": (_set_json("training_state", _bad_host_state), "RNG state"),
+    "epoch": (_set_json("training_state", lambda s: {**s, "epoch": "3"}), "epoch"),
 }
 
 

@@ -29,7 +29,9 @@ def describe(model: Any) -> dict[str, str]:
             "metrics": [metrics.serialize(m) for m in getattr(model, "compiled_metrics", [])],
         }
         fields["compile_config"] = json.dumps(compiled)
-    state = {"epoch": int(getattr(model, "epoch", 0)), "rng": model.get_rng_state()}
+    state: dict[str, Any] = {"epoch": int(getattr(model, "epoch", 0))}
+    if hasattr(model, "get_rng_state"):
+        state["rng"] = model.get_rng_state()
     fields["training_state"] = json.dumps(state)
     return fields
 
@@ -100,9 +102,15 @@ def restore(
         if "optimizer_state" in fields:
             state = {**_scalars(path, fields["optimizer_state"]), **optimizer_arrays}
             _load_optimizer_state(path, model, state)
+    epoch = training.get("epoch", 0)
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError(f"{str(path)!r}: training_state epoch must be a count, got {epoch!r}")
     if "rng" in training:
-        model.set_rng_state(training["rng"])
-    model.epoch = int(training.get("epoch", 0))
+        try:
+            model.set_rng_state(training["rng"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{str(path)!r}: bad RNG state in training_state: {exc}") from None
+    model.epoch = epoch
 
 
 def _load_optimizer_state(path: PathLike, model: Any, state: dict[str, Any]) -> None:
@@ -139,4 +147,7 @@ def _rebuild_compile(
             "metrics": [metrics.deserialize(m, custom_objects) for m in config.get("metrics", [])],
         }
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{str(path)!r}: cannot rebuild the compile settings: {exc}") from None
+        raise ValueError(
+            f"{str(path)!r}: cannot rebuild the compile settings: {exc} (user functions go in "
+            "load_model(..., custom_objects={name: fn}); or pass compile=False)"
+        ) from None
