@@ -121,9 +121,13 @@ class Optimizer(SerializationMixin):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """One optimisation step: ``(params, state) -> (new_params, new_state)``.
 
-        Bad input (gradient names or shapes that differ from the parameters, or NaN/inf with
-        ``check_finite``) raises before anything changes. Gradients of another float dtype are
-        cast to the parameter's dtype.
+        ``params``/``grads``: dicts name -> array with equal keys and shapes; ``state`` from
+        :meth:`init` or a previous ``update``. Pure by default (new dicts and arrays, inputs
+        untouched; works on JAX). ``inplace=True`` writes into the parameter and slot arrays
+        when all are writeable and returns the same dicts; otherwise it falls back to the pure
+        path. Bad input (gradient names or shapes that differ from the parameters, gradients
+        from another library, NaN/inf with ``check_finite``) raises before anything changes.
+        Gradients of another float dtype are cast to the parameter's dtype.
         """
         work = self._prepare(params, grads, state)
         if work and (self.check_finite or self.clipnorm or self.clipvalue):
@@ -151,7 +155,13 @@ class Optimizer(SerializationMixin):
         work = []
         for name, p in params.items():
             g, slots = grads[name], state.get(name)
-            if slots is None or type(g) is not type(p) or g.shape != p.shape or g.dtype != p.dtype:
+            # fast filter (dtype objects are singletons); the slow path does the exact checks
+            if (
+                slots is None
+                or type(g) is not type(p)
+                or g.shape != p.shape
+                or g.dtype is not p.dtype
+            ):
                 g = _state.checked_gradient(name, p, g, slots)
             work.append((name, p, g, slots))
         return work
@@ -214,7 +224,8 @@ class Optimizer(SerializationMixin):
         return self._shares_arrays[1]
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config()["config"].items())
+        keys = ("learning_rate", *self._hyper_keys, "clipnorm", "clipvalue")
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
         return f"{type(self).__name__}({args})"
 
 
