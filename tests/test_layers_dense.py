@@ -95,6 +95,19 @@ def test_matches_torch_float64(backend: Any, activation: str | None) -> None:
         assert out.dtype == backend.xp.float64
 
 
+@pytest.mark.parametrize("shape", [(4, 3), (2, 2, 3)])
+def test_input_grad_false_skips_dx_only(backend: Any, shape: tuple[int, ...]) -> None:
+    layer = L.Dense(2, activation="tanh", seed=0)
+    assert L.Dense.skips_input_grad and not L.ReLU.skips_input_grad
+    y, cache = layer.forward(backend.asarray(_x(shape), "float32"), training=True)
+    dy = backend.asarray(_x(tuple(y.shape), seed=1), "float32")
+    dx, grads = layer.backward(dy, cache)
+    none, same = layer.backward(dy, cache, input_grad=False)
+    assert none is None and tuple(dx.shape) == shape
+    for key in ("weight", "bias"):
+        np.testing.assert_array_equal(backend.to_numpy(same[key]), backend.to_numpy(grads[key]))
+
+
 def test_cache_holds_only_what_backward_needs(backend: Any) -> None:
     x = backend.asarray(_x((2, 3)), "float32")
     y, (saved_x, saved, *_) = L.Dense(4, activation="sigmoid").forward(x)

@@ -32,6 +32,8 @@ class Dense(Layer):
     name : layer name.
     """
 
+    skips_input_grad = True
+
     def __init__(
         self,
         units: int,
@@ -80,29 +82,41 @@ class Dense(Layer):
 
     def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
         self.ensure_built(x)
-        w, shape = self.params["weight"], tuple(x.shape)
-        x2 = x if len(shape) == 2 else namespace_of(x).reshape(x, (-1, shape[-1]))
-        z = x2 @ w
+        return self._forward_2d(x) if len(x.shape) == 2 else self._forward_nd(x)
+
+    def _forward_2d(self, x: Any) -> tuple[Any, Any]:
+        w = self.params["weight"]
+        z = x @ w  # z = x W + b
         if self.use_bias:
             z = z + self.params["bias"]
-        y, saved = self.fn.forward(z)
-        out = (*shape[:-1], self.units)
-        if len(shape) != 2:
-            y = namespace_of(y).reshape(y, out)
-        return y, (x2, saved, w, out, shape)
+        y, saved = self.fn.forward(z)  # y = f(z); saved: z, y or None
+        return y, (x, saved, w)
 
-    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
-        x, saved, w, out, shape = cache
-        check_gradient(self.name, dy, out)
-        xp = namespace_of(dy)
-        if len(shape) != 2:
-            dy = xp.reshape(dy, (-1, self.units))
+    def backward(self, dy: Any, cache: Any, input_grad: bool = True) -> tuple[Any, dict[str, Any]]:
+        """``(dL/dx, {"weight": dL/dW, "bias": dL/db})``; ``dL/dx`` is None when not asked for."""
+        if len(cache) == 2:
+            return self._backward_nd(dy, cache, input_grad)
+        x, saved, w = cache
+        if dy.shape != (x.shape[0], self.units):
+            check_gradient(self.name, dy, (x.shape[0], self.units))
         dz = self.fn.backward(dy, saved)  # dL/dz = f'(z) * dy
         grads = {"weight": x.T @ dz}  # dL/dW = x.T @ dz
         if self.use_bias:
-            grads["bias"] = xp.sum(dz, axis=0)  # dL/db = sum over the batch of dz
-        dx = dz @ w.T  # dL/dx = dz @ W.T
-        return (dx if len(shape) == 2 else xp.reshape(dx, shape)), grads
+            grads["bias"] = namespace_of(dz).sum(dz, axis=0)  # dL/db = sum of dz over the batch
+        return (dz @ w.T if input_grad else None), grads  # dL/dx = dz @ W.T
+
+    def _forward_nd(self, x: Any) -> tuple[Any, Any]:
+        """(batch, ..., in): the 2-D maths on (batch * ..., in), reshaped back."""
+        xp, shape = namespace_of(x), tuple(x.shape)
+        y, cache = self._forward_2d(xp.reshape(x, (-1, shape[-1])))
+        return xp.reshape(y, (*shape[:-1], self.units)), (cache, shape)
+
+    def _backward_nd(self, dy: Any, nd_cache: Any, input_grad: bool) -> tuple[Any, dict[str, Any]]:
+        cache, shape = nd_cache
+        check_gradient(self.name, dy, (*shape[:-1], self.units))
+        xp = namespace_of(dy)
+        dx, grads = self.backward(xp.reshape(dy, (-1, self.units)), cache, input_grad)
+        return (None if dx is None else xp.reshape(dx, shape)), grads
 
     def get_config(self) -> dict[str, Any]:
         return {
