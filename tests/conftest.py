@@ -170,15 +170,22 @@ def backend(
     if case.readonly:
         original = backend_arrays.host_to
 
-        def readonly_host_to(*args: Any, **kwargs: Any) -> Any:
-            out = original(*args, **kwargs)
-            if isinstance(out, np.ndarray):
-                out = np.array(out)
-                out.flags.writeable = False
-            return out
+        import portable_nn.init as init_module
 
-        monkeypatch.setattr(backend_arrays, "host_to", readonly_host_to)
-        monkeypatch.setattr(backend_state, "host_to", readonly_host_to)
+        def read_only(make: Any) -> Any:
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                out = make(*args, **kwargs)
+                if isinstance(out, np.ndarray):
+                    out = np.array(out)
+                    out.flags.writeable = False
+                return out
+
+            return wrapped
+
+        # every array portable_nn copies from the host or fills (zeros/ones) becomes read-only
+        monkeypatch.setattr(backend_arrays, "host_to", read_only(original))
+        monkeypatch.setattr(backend_state, "host_to", read_only(original))
+        monkeypatch.setattr(init_module, "constant", read_only(init_module.constant))
     pnn.seed(0)
     with case.use():
         yield case
