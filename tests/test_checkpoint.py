@@ -303,7 +303,7 @@ def test_interrupted_model_save_keeps_previous_checkpoint(backend, tmp_path, mon
     model.train_step(x, y)  # the model moves on; the next save fails midway
     original, calls = tensors_module.tensor_bytes, []
 
-    def fail_midway(array: np.ndarray) -> bytes:
+    def fail_midway(array: np.ndarray) -> memoryview:
         calls.append(1)
         if len(calls) == 5:
             raise OSError("disk full")

@@ -298,7 +298,7 @@ def test_interrupted_midway_keeps_old_file(backend, tmp_path, monkeypatch, error
     path, old = _old_file(tmp_path)
     original, calls, seen = tensors_module.tensor_bytes, [], []
 
-    def fail_on_second(array: np.ndarray) -> bytes:
+    def fail_on_second(array: np.ndarray) -> memoryview:
         calls.append(1)
         if len(calls) == 2:  # the header and one tensor are already in the temp file
             seen.extend(p for p in os.listdir(tmp_path) if p.endswith(".tmp"))

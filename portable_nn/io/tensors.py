@@ -46,9 +46,10 @@ def host_copies(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return host
 
 
-def tensor_bytes(array: np.ndarray) -> bytes:
-    """Raw little-endian C-order bytes of one host array."""
-    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
+def tensor_bytes(array: np.ndarray) -> memoryview:
+    """Raw little-endian C-order bytes of one host array (no copy when it is already so)."""
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return memoryview(little.reshape(-1).view(np.uint8))
 
 
 def write_host(
