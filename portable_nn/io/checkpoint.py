@@ -5,8 +5,9 @@ File layout (safetensors, see :mod:`portable_nn.io.format`):
 * tensors ``"0.weight"``, ``"2.running_mean"`` ... — the model's ``state_dict()``;
 * tensors ``"optimizer/<key>"`` — the optimizer's array state (full-model files only);
 * ``__metadata__`` (all values strings): ``format="portable_nn"``, ``format_version="1"``,
-  ``content`` (``"model"`` or ``"weights"``), ``portable_nn_version``, and for model files the
-  JSON texts ``model_config``, ``compile_config``, ``optimizer_state`` and ``training_state``.
+  ``content`` (``"model"`` or ``"weights"``), ``portable_nn_version``, and for model files
+  ``model_class`` plus the JSON texts ``model_config``, ``compile_config`` (when compiled),
+  ``optimizer_state`` (``{"step": n}``) and ``training_state`` (``{"epoch", "rng"}``).
 
 Loading validates the whole file (layout, values, names, shapes, dtypes) before anything is
 assigned, so a bad file raises ``ValueError`` and leaves the model as it was.
