@@ -123,7 +123,9 @@ class Loss:
         if self.reduction == "none":
             return values
         total = xp.sum(values)
-        return total if self.reduction == "sum" else total / math.prod(values.shape)
+        if self.reduction == "mean":
+            total = total / math.prod(values.shape)
+        return xp.asarray(total)  # NumPy reductions give NumPy scalars, not 0-d arrays
 
     def _scale(self, grads: Array, p: Array) -> Array:
         return grads * (1.0 / self._count(p)) if self.reduction == "mean" else grads

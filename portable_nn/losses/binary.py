@@ -61,9 +61,7 @@ class BinaryCrossentropy(Loss):
 
     def _grads(self, xp: ModuleType, t: Array, p: Array) -> Array:
         if self.from_logits:
-            z = xp.exp(-xp.abs(p))
-            r = 1.0 / (1.0 + z)
-            return xp.where(p >= 0, r, z * r) - t
+            return self._logit_grad(xp, t, p, xp.exp(-xp.abs(p)))
         pc = self._clip(xp, p)
         return (pc - t) / (pc * (1.0 - pc))
 
@@ -74,8 +72,14 @@ class BinaryCrossentropy(Loss):
             return values, (pc - t) / (pc * (1.0 - pc))
         z = xp.exp(-xp.abs(p))
         values = xp.maximum(p, 0.0) - p * t + xp.log1p(z)
-        r = 1.0 / (1.0 + z)
-        return values, xp.where(p >= 0, r, z * r) - t
+        return values, self._logit_grad(xp, t, p, z)
+
+    @staticmethod
+    def _logit_grad(xp: ModuleType, t: Array, x: Array, z: Array) -> Array:
+        """``sigmoid(x) - y`` with ``z = exp(-|x|)``, as ``(1 - y) - z/(1+z)`` for x >= 0 so
+        that hard labels lose no digits to cancellation (``sigmoid(5) - 1`` in float32)."""
+        q = z / (1.0 + z)
+        return xp.where(x >= 0, (1.0 - t) - q, q - t)
 
     def _clip(self, xp: ModuleType, p: Array) -> Array:
         eps = clip_epsilon(xp, self.epsilon, p.dtype)
