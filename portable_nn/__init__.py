@@ -34,8 +34,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "metrics": ("portable_nn.metrics", None),
     "callbacks": ("portable_nn.callbacks", None),
     "History": ("portable_nn.callbacks", "History"),
+    "io": ("portable_nn.io", None),
     "load_model": ("portable_nn.io", "load_model"),
     "save_model": ("portable_nn.io", "save_model"),
+    "load_weights": ("portable_nn.io", "load_weights"),
+    "save_weights": ("portable_nn.io", "save_weights"),
     "plot": ("portable_nn.plot", None),
 }
 

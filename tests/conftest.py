@@ -31,6 +31,11 @@ if importlib.util.find_spec("jax") is not None:
 
     jax.config.update("jax_enable_x64", True)  # float64 references, as SciPy's suite does
 
+if importlib.util.find_spec("torch") is not None:
+    import torch
+
+    torch.set_num_threads(1)  # tiny test tensors: threads only add contention on 2 shared cores
+
 try:
     from hypothesis import settings
 
