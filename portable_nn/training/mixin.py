@@ -64,7 +64,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         checks.positive_int("batch_size", batch_size)
         checks.non_negative_int("initial_epoch", initial_epoch)
         split = checks.fraction("validation_split", validation_split)
-        train, val = self._fit_data(x, y, validation_data, split)
+        train, val = self._fit_data(x, y, validation_data, split, batch_size)
         if seed is not None:
             self._reseed(seed)
         params = dict(
@@ -104,10 +104,10 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         return logs
 
     def _fit_data(
-        self, x: Any, y: Any, validation_data: Any, split: float
+        self, x: Any, y: Any, validation_data: Any, split: float, batch_size: int
     ) -> tuple[ArrayData, ArrayData | None]:
         """Place, split and check the training (and validation) data: one sync in all."""
-        train = self._prepare(x, y, "")
+        train = self._prepare(x, y, "", batch_size)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -116,13 +116,13 @@ class TrainingMixin(StepsMixin, RngStateMixin):
                     f"Received: {type(validation_data).__name__} of length "
                     f"{len(validation_data) if isinstance(validation_data, (tuple, list)) else '?'}"
                 )
-            val = self._prepare(*validation_data, "validation_data")
+            val = self._prepare(*validation_data, "validation_data", batch_size)
         elif split > 0.0:
             train, val = train.split(split)
         self._check_values(train, val)
         return train, val
 
-    def _prepare(self, x: Any, y: Any, what: str) -> ArrayData:
+    def _prepare(self, x: Any, y: Any, what: str, batch_size: int) -> ArrayData:
         """Shapes and dtypes (free), then build, place and dry-run a few samples."""
         if y is None:
             raise ValueError(f"{what or 'fit/evaluate'}: y is required (targets for the loss)")
@@ -132,7 +132,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
             self.build((None, *tuple(x.shape[1:])))
         data = ArrayData.from_inputs(x, y, backend_of_model(self))
         data.y = self._labels_as_loss_expects(data.y)
-        self._dry_run(data)
+        self._dry_run(data, batch_size)
         return data
 
     def _labels_as_loss_expects(self, y: Any) -> Any:
@@ -141,10 +141,11 @@ class TrainingMixin(StepsMixin, RngStateMixin):
             return namespace_of(y).reshape(y, (-1,))
         return y
 
-    def _dry_run(self, data: ArrayData) -> None:
-        """Inference forward, loss and metrics on two samples: catches feature sizes, target
-        shapes and dtypes before training changes anything (no sync, no state change)."""
-        xb, yb, _ = next(data.batches(2))
+    def _dry_run(self, data: ArrayData, batch_size: int) -> None:
+        """Inference forward, loss and metrics on the first batch: catches feature sizes, target
+        shapes and dtypes before training changes anything (no sync, no state change). A full
+        batch, so that libraries that compile per shape (JAX) reuse the work in training."""
+        xb, yb, _ = next(data.batches(batch_size))
         y_pred = self.forward(xb, training=False)[0]
         self._loss_value_and_gradient(yb, y_pred)
         for metric in self.compiled_metrics:
@@ -171,7 +172,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         """Mean loss and metrics over ``(x, y)`` in inference mode, as Python floats."""
         self._require_compiled("evaluate")
         checks.positive_int("batch_size", batch_size)
-        data = self._prepare(x, y, "")
+        data = self._prepare(x, y, "", batch_size)
         self._check_values(data)
         cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
         cbs.on_test_begin(None)
