@@ -337,3 +337,48 @@ def test_matches_torch_float64(backend: Any) -> None:
         got = backend.to_numpy(ours[key])
         assert got.dtype == np.float64, key
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+def test_dense_mlp_matches_torch_float64(backend: Any) -> None:
+    """A 3-layer MLP of pnn.layers.Dense: forward, dx and every parameter gradient vs autograd."""
+    torch = pytest.importorskip("torch")
+    from portable_nn.layers import Dense
+
+    rng = np.random.default_rng(11)
+    x_host, dy_host = rng.normal(size=(7, 4)), rng.normal(size=(7, 3))
+    with backend.use("float64"):
+        model = pnn.Sequential(
+            [Dense(6, activation="tanh"), Dense(5, activation="sigmoid"), Dense(3)]
+        )
+        x = backend.asarray(x_host, "float64")
+        y, caches = model.forward(x, training=True)
+        dx, grads = model.backward(backend.asarray(dy_host, "float64"), caches)
+    weights = {
+        k: torch.tensor(backend.to_numpy(v), requires_grad=True)
+        for k, v in model.parameters().items()
+    }
+    tx = torch.tensor(x_host, requires_grad=True)
+    h = torch.tanh(tx @ weights["0.weight"] + weights["0.bias"])
+    h = torch.sigmoid(h @ weights["1.weight"] + weights["1.bias"])
+    ty = h @ weights["2.weight"] + weights["2.bias"]
+    ty.backward(torch.tensor(dy_host))
+    reference = {"y": ty, "dx": tx.grad, **{k: v.grad for k, v in weights.items()}}
+    ours = {"y": y, "dx": dx, **grads}
+    assert set(ours) == set(reference)
+    for key, expected in reference.items():
+        got = backend.to_numpy(ours[key])
+        assert got.dtype == np.float64, key
+        np.testing.assert_allclose(
+            got, expected.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=key
+        )
+
+
+def test_dense_summary(backend: Any) -> None:
+    from portable_nn.layers import BatchNormalization, Dense, ReLU
+
+    model = pnn.Sequential([Dense(16, input_dim=2), BatchNormalization(), ReLU(), Dense(1)])
+    text = model.summary(print_fn=None)
+    # 2*16+16 = 48; BatchNorm: gamma+beta 32 trainable, running mean/var 32 non-trainable; 17
+    assert "Total params: 129" in text
+    assert "Trainable params: 97" in text
+    assert "Non-trainable params: 32" in text
