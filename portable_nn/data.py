@@ -73,15 +73,16 @@ class ArrayData:
     def from_inputs(cls, x: Any, y: Any, backend: Backend, limit: int | None = None) -> ArrayData:
         """Place ``x`` (and ``y`` unless None) for ``backend``; data taking more than ``limit``
         bytes (default ``DEVICE_LIMIT_BYTES``) stays on the host and moves batch by batch."""
-        arrays = [a for a in (x, y) if a is not None]
-        if all(is_placed(a, backend) for a in arrays):
-            return cls(*_put(x, y, backend), backend, on_device=True)
-        host_x = to_numpy(x)
-        host_y = None if y is None else to_numpy(y)
-        size = host_x.nbytes + (0 if host_y is None else host_y.nbytes)
+        size, staged = 0, []
+        for array in (x, y):
+            if array is not None and not is_placed(array, backend):
+                array = to_numpy(array)  # a view for CPU arrays
+                size += array.nbytes
+            staged.append(array)
         if size <= (DEVICE_LIMIT_BYTES if limit is None else limit):
-            return cls(*_put(host_x, host_y, backend), backend, on_device=True)
-        return cls(host_x, host_y, backend, on_device=False)
+            return cls(*_put(*staged, backend), backend, on_device=True)
+        host_y = None if y is None else to_numpy(staged[1])
+        return cls(to_numpy(staged[0]), host_y, backend, on_device=False)
 
     def split(self, fraction: float) -> tuple[ArrayData, ArrayData]:
         """The first ``1 - fraction`` of the samples and the LAST ``fraction`` (Keras's rule:

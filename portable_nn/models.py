@@ -126,18 +126,18 @@ class Sequential(TrainingMixin, Layer):
         for i in range(len(self.layers) - 1, -1, -1):
             dy, per_layer[i] = self.layers[i].backward(dy, caches[i])
         grads = {}
-        for i, layer_grads in enumerate(per_layer):
+        for prefix, layer_grads in zip(_prefixes(len(per_layer)), per_layer):
             for key, value in layer_grads.items():
-                grads[f"{i}.{key}"] = value
+                grads[prefix + key] = value
         return dy, grads
 
     # -- parameters ---------------------------------------------------------------------------
     def _collect(self, method: str) -> dict[str, Any]:
-        return {
-            f"{i}.{key}": value
-            for i, layer in enumerate(self.layers)
-            for key, value in getattr(layer, method)().items()
-        }
+        out = {}
+        for prefix, layer in zip(_prefixes(len(self.layers)), self.layers):
+            for key, value in getattr(layer, method)().items():
+                out[prefix + key] = value
+        return out
 
     def parameters(self) -> dict[str, Any]:
         """Trainable arrays of every layer under dotted names (``"0.weight"``)."""
@@ -268,6 +268,16 @@ class Sequential(TrainingMixin, Layer):
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], name={self.name!r})"
+
+
+_PREFIXES: list[str] = []
+
+
+def _prefixes(n: int) -> list[str]:
+    """``["0.", "1.", ...]`` (at least ``n``), built once: names are made on every step."""
+    while len(_PREFIXES) < n:
+        _PREFIXES.append(f"{len(_PREFIXES)}.")
+    return _PREFIXES
 
 
 def _count(arrays: dict[str, Any]) -> int:

@@ -203,6 +203,9 @@ def test_progress_output(backend: Any, capsys: pytest.CaptureFixture[str]) -> No
     assert "Epoch 1/2" in out and "Epoch 2/2" in out and "loss:" in out
     regressor().fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert capsys.readouterr().out == ""
+    regressor().fit(x, y, epochs=1, batch_size=8, verbose=1)  # a tqdm bar
+    captured = capsys.readouterr()
+    assert "Epoch 1/1" in captured.out + captured.err
 
 
 class StopAt(Callback):
@@ -293,6 +296,11 @@ def test_seeded_fits_repeat(backend: Any) -> None:
     first, again, other = run(5), run(5), run(6)
     assert first == again
     assert first["loss"] != other["loss"]
+    pnn.seed(0)
+    in_order = regressor().fit(x, y, epochs=2, batch_size=8, shuffle=False, seed=1, verbose=0)
+    pnn.seed(0)
+    unseeded = regressor().fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert in_order.history == unseeded.history  # no shuffling: the seed has nothing to do
     # same weights, same seed: the same run again (batch order AND dropout masks are reseeded)
     pnn.seed(0)
     model = regressor(dropout=0.25)
