@@ -29,7 +29,7 @@ CASES: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _inputs(shape: tuple[int, ...] = (4, 5), seed: int = 0) -> np.ndarray:
+def _inputs(shape: tuple[int, ...] = (3, 4), seed: int = 0) -> np.ndarray:
     """Uniform(-3, 3) kept at least 0.1 away from the kinks at 0 (RELIABILITY.md)."""
     x = np.random.default_rng(seed).uniform(-3.0, 3.0, shape)
     return np.where(np.abs(x) < 0.1, np.sign(x) * 0.1 + x, x)
@@ -43,7 +43,7 @@ def _rel_error(a: np.ndarray, ref: np.ndarray) -> float:
 def test_gradcheck(backend: Any, case: str) -> None:
     with backend.use("float64"):
         layer = CASES[case][0]()
-        x = backend.asarray(_inputs((3, 4)), dtype="float64")
+        x = backend.asarray(_inputs(), dtype="float64")
         result = pnn.gradcheck(layer, x)
         assert result.ok, result.report()
         assert result.max_abs_error < 1e-7
@@ -70,24 +70,22 @@ def test_matches_torch_float64(backend: Any, case: str) -> None:
 @pytest.mark.parametrize("case", ["relu", "sigmoid", "softmax", "gelu", "elu"])
 def test_outputs_keep_namespace_device_dtype(backend: Any, case: str) -> None:
     layer = CASES[case][0]()
-    x = backend.asarray(_inputs((3, 4, 2)), dtype="float32")
+    x = backend.asarray(_inputs((3, 2, 2)), dtype="float32")
     y, cache = layer.forward(x, training=True)
-    dx, _ = layer.backward(backend.asarray(np.ones((3, 4, 2)), dtype="float32"), cache)
+    dx, _ = layer.backward(backend.asarray(np.ones((3, 2, 2)), dtype="float32"), cache)
     for out in (y, dx):
         backend.assert_same_place(out)
         assert out.dtype == backend.xp.float32
-        assert tuple(out.shape) == (3, 4, 2)
-    assert layer.compute_output_shape((None, 4, 2)) == (None, 4, 2)
+        assert tuple(out.shape) == (3, 2, 2)
+    assert layer.compute_output_shape((None, 2, 2)) == (None, 2, 2)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_extreme_inputs_stay_finite_float32(backend: Any, case: str) -> None:
-    x = np.array([[-1e4, -30.0, 0.5, 30.0, 1e4]])
+    x = np.array([[-1e4, -30.0, 0.5, 1e4], [30.0, 1e4, -0.5, -1e4], [0.0, -1e4, 1e4, 30.0]])
     layer = CASES[case][0]()
     y, cache = layer.forward(backend.asarray(x, dtype="float32"), training=True)
     dx, _ = layer.backward(backend.asarray(np.ones_like(x), dtype="float32"), cache)
-    if case == "softmax_axis0":  # one row: softmax along the batch axis is 1 everywhere
-        np.testing.assert_array_equal(backend.to_numpy(y), 1.0)
     assert np.all(np.isfinite(backend.to_numpy(y))) and np.all(np.isfinite(backend.to_numpy(dx)))
 
 

@@ -1,0 +1,118 @@
+"""Contract checks run over every exported layer class on every backend.
+
+Shapes, placement and dtype of outputs and gradients, ``compute_output_shape``, JSON configs,
+integer and foreign inputs. Layer-specific maths is tested in the other ``test_layers_*`` files.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+from portable_nn import layers as L
+
+FACTORIES: dict[str, Any] = {
+    "Dense": lambda: L.Dense(3, activation="relu", seed=0),
+    "Activation": lambda: L.Activation("tanh"),
+    "ReLU": L.ReLU,
+    "Sigmoid": L.Sigmoid,
+    "Tanh": L.Tanh,
+    "LeakyReLU": lambda: L.LeakyReLU(alpha=0.1),
+    "ELU": lambda: L.ELU(alpha=0.5),
+    "SELU": L.SELU,
+    "Swish": L.Swish,
+    "GELU": L.GELU,
+    "Softplus": L.Softplus,
+    "Softmax": L.Softmax,
+    "LogSoftmax": L.LogSoftmax,
+    "Dropout": lambda: L.Dropout(0.5, seed=1),
+    "Flatten": L.Flatten,
+    "Reshape": lambda: L.Reshape((-1,)),
+    "BatchNormalization": L.BatchNormalization,
+    "LayerNormalization": L.LayerNormalization,
+}
+NAMES = sorted(FACTORIES)
+
+
+def _x(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-2.0, 2.0, shape)
+
+
+def test_every_exported_layer_is_covered() -> None:
+    exported = {
+        name
+        for name in L.__all__
+        if isinstance(getattr(L, name), type) and issubclass(getattr(L, name), L.Layer)
+    }
+    assert exported - {"Layer"} == set(FACTORIES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("shape", "dtype"), [((4, 6), "float32"), ((4, 2, 3), "float64")])
+def test_shapes_placement_dtype(backend: Any, name: str, shape: Any, dtype: str) -> None:
+    with backend.use(dtype):
+        layer = FACTORIES[name]()
+        x = backend.asarray(_x(shape), dtype)
+        y, cache = layer.forward(x, training=True)
+        assert tuple(y.shape) == layer.compute_output_shape((4, *shape[1:]))
+        assert tuple(y.shape)[1:] == layer.compute_output_shape(layer.input_shape)[1:]
+        dy = backend.asarray(_x(tuple(y.shape), seed=1), dtype)
+        dx, grads = layer.backward(dy, cache)
+        assert tuple(dx.shape) == shape
+        assert sorted(grads) == sorted(layer.params)
+        arrays = [y, dx, *grads.values(), *layer.params.values(), *layer.buffers().values()]
+        for out in arrays:
+            backend.assert_same_place(out)
+            assert out.dtype == getattr(backend.xp, dtype)
+        for key, g in grads.items():
+            assert tuple(g.shape) == tuple(layer.params[key].shape)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_integer_input_is_type_error_and_builds_nothing(backend: Any, name: str) -> None:
+    layer = FACTORIES[name]()
+    with pytest.raises(TypeError, match="int"):
+        layer.forward(backend.asarray(np.arange(12).reshape(4, 3)), training=True)
+    assert not layer.built and layer.params == {} and layer.state == {}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_foreign_input_after_build(backend: Any, name: str) -> None:
+    """Layers with weights refuse another library's input; weightless ones follow the input."""
+    layer = FACTORIES[name]()
+    layer.forward(backend.asarray(_x((4, 6)), "float32"))
+    other = "torch" if backend.name != "torch" else "numpy"
+    with pnn.use_backend(other) as active:
+        foreign = pnn.asarray(_x((4, 6)))
+    if layer.state_dict():
+        with pytest.raises(ValueError, match=f"two backends cannot be mixed: {other}"):
+            layer.forward(foreign, training=True)
+    else:
+        y, cache = layer.forward(foreign, training=True)
+        dx, _ = layer.backward(y, cache)
+        for out in (y, dx):
+            assert pnn.backend.namespace_of(out) is active.xp
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_is_json_and_round_trips(name: str) -> None:
+    layer = FACTORIES[name]()
+    layer.build((None, 6))
+    config = json.loads(json.dumps(layer.get_config()))
+    clone = L.get({"class_name": type(layer).__name__, "config": config})
+    assert type(clone) is type(layer)
+    assert clone.get_config() == layer.get_config()
+    assert sorted(clone.state_dict()) == sorted(layer.state_dict())
+    assert repr(clone).startswith(type(layer).__name__)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inference_call_equals_forward_eval(backend: Any, name: str) -> None:
+    layer = FACTORIES[name]()
+    x = backend.asarray(_x((4, 6)), "float32")
+    y_eval, _ = layer.forward(x, training=False)
+    np.testing.assert_array_equal(backend.to_numpy(layer(x)), backend.to_numpy(y_eval))
