@@ -398,3 +398,30 @@ def test_package_exports_optimizers():
     assert pnn.optimizers.get("sgd").learning_rate == 0.01  # torch's default
     assert pnn.optimizers.Adagrad().epsilon == 1e-10
     assert pnn.optimizers.schedules.StepDecay is opt_mod.StepDecay
+
+
+def test_read_only_slots_take_the_pure_path_and_are_copied_on_load(backend):
+    if backend.id != "numpy":
+        pytest.skip("read-only slot arrays are a NumPy matter")
+    p = on(backend, host(4))
+    opt = opt_mod.Adam(0.1)
+    state = opt.update(p, on(backend, host(5)), opt.init(p))[1]
+    for slots in (v for k, v in state.items() if k != "step"):
+        for a in slots.values():
+            a.flags.writeable = False
+    p_before, state_before = snapshot(p), snapshot(state)
+    new_p, new_state = opt.update(p, on(backend, host(6)), state, inplace=True)
+    assert new_p is not p and new_state is not state  # fell back to the pure path
+    assert_same(snapshot(p), p_before)
+    assert_same(snapshot(state), state_before)
+
+    flat = {
+        "step": 1,
+        **{f"{k}.{s}": a for k, v in state.items() if k != "step" for s, a in v.items()},
+    }
+    model = TinyModel(p)
+    opt.load_state_dict(flat, params=p)  # copies: the internal slots are writeable
+    opt.step(model, on(backend, host(6)))
+    assert model.set_calls == 0  # in place
+    for k in SHAPES:
+        np.testing.assert_array_equal(model.params[k], new_p[k])

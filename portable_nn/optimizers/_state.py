@@ -27,14 +27,16 @@ def is_writeable(x: Any) -> bool:
     return bool(x.flags.writeable) if fixed is None else fixed
 
 
-def all_writeable(work: Iterable[tuple[str, Any, Any, dict[str, Any]]]) -> bool:
-    """True when every parameter and slot array of ``work`` accepts in-place writes."""
-    for _, p, _, slots in work:
+def all_writeable(work: list[tuple[str, Any, Any, dict[str, Any]]], check_slots: bool) -> bool:
+    """True when every parameter (and slot, with ``check_slots``) of ``work`` is writeable."""
+    for _, p, _, _ in work:
         if not is_writeable(p):
             return False
-        for s in slots.values():
-            if not is_writeable(s):
-                return False
+    if check_slots:
+        for _, _, _, slots in work:
+            for s in slots.values():
+                if not is_writeable(s):
+                    return False
     return True
 
 

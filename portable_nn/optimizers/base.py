@@ -129,13 +129,20 @@ class Optimizer(SerializationMixin):
         from another library, NaN/inf with ``check_finite``) raises before anything changes.
         Gradients of another float dtype are cast to the parameter's dtype.
         """
+        return self._apply(params, grads, state, inplace, check_slots=True)
+
+    def _apply(
+        self, params: Params, grads: Params, state: dict[str, Any], inplace: bool, check_slots: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``update``; ``check_slots=False`` trusts the slots to be writeable when their type is
+        (true of the internal state: made by ``zeros_like`` or copied on load)."""
         work = self._prepare(params, grads, state)
         if work and (self.check_finite or self.clipnorm or self.clipvalue):
             work = self._transform(work)
         step = state["step"] + 1
         c = self._constants(step, self.learning_rate_at(step - 1))
         xp = namespace_of(work[0][1]) if work else None
-        if inplace and _state.all_writeable(work):
+        if inplace and _state.all_writeable(work, check_slots):
             for _, p, g, slots in work:
                 self._update_inplace(xp, p, g, slots, c)
             state["step"] = step
@@ -152,9 +159,9 @@ class Optimizer(SerializationMixin):
             raise _state.key_mismatch("gradient names", params, grads)
         if len(state) != len(params) + 1 or "step" not in state:
             raise _state.key_mismatch("optimizer state entries", params, set(state) - {"step"})
-        work = []
-        for name, p in params.items():
-            g, slots = grads[name], state.get(name)
+        get = state.get
+        work = [(name, p, grads[name], get(name)) for name, p in params.items()]
+        for _, p, g, slots in work:
             # fast filter (dtype objects are singletons); the slow path does the exact checks
             if (
                 slots is None
@@ -162,8 +169,8 @@ class Optimizer(SerializationMixin):
                 or g.shape != p.shape
                 or g.dtype is not p.dtype
             ):
-                g = _state.checked_gradient(name, p, g, slots)
-            work.append((name, p, g, slots))
+                check = _state.checked_gradient
+                return [(n, p, check(n, p, g, s), s) for n, p, g, s in work]
         return work
 
     def _transform(self, work: list[tuple]) -> list[tuple]:
@@ -211,7 +218,7 @@ class Optimizer(SerializationMixin):
         if self._state is None:
             self._state = self._adopt_pending(params) if self._pending else self.init(params)
             self._pending = None
-        new_params, self._state = self.update(params, grads, self._state, inplace=self.inplace)
+        new_params, self._state = self._apply(params, grads, self._state, self.inplace, False)
         if new_params is not params or not self._model_shares_arrays(model, params):
             model.set_parameters(new_params)
 
