@@ -32,6 +32,8 @@ class Sequential(TrainingMixin, Layer):
         global generator, so ``pnn.seed(n)`` makes the whole run reproducible.
     """
 
+    skips_input_grad = True  # backward(dy, caches, input_grad=False) is supported
+
     def __init__(
         self, layers: list[Layer] | None = None, name: str | None = None, *, seed: int | None = None
     ) -> None:
@@ -79,6 +81,11 @@ class Sequential(TrainingMixin, Layer):
         return self._built
 
     @property
+    def has_training_behaviour(self) -> bool:  # type: ignore[override]
+        """True when some layer behaves differently in training (Dropout, BatchNorm)."""
+        return any(layer.has_training_behaviour for layer in self.layers)
+
+    @property
     def input_shape(self) -> Shape | None:
         return self.layers[0].input_shape if self.layers else None
 
@@ -120,16 +127,28 @@ class Sequential(TrainingMixin, Layer):
             caches.append(cache)
         return x, caches
 
-    def backward(self, dy: Any, caches: list[Any]) -> tuple[Any, dict[str, Any]]:
-        """Chain rule in reverse: returns ``(dL/dx, {"i.name": dL/dparam})``."""
-        per_layer = [None] * len(self.layers)
-        for i in range(len(self.layers) - 1, -1, -1):
-            dy, per_layer[i] = self.layers[i].backward(dy, caches[i])
+    def backward(
+        self, dy: Any, caches: list[Any], input_grad: bool = True
+    ) -> tuple[Any, dict[str, Any]]:
+        """Chain rule in reverse: returns ``(dL/dx, {"i.name": dL/dparam})``.
+
+        With ``input_grad=False`` dL/dx is not wanted (training): the first layer skips it when
+        it can (``skips_input_grad``) and ``None`` is returned in its place.
+        """
+        layers = self.layers
+        per_layer: list[Any] = [None] * len(layers)
+        for i in range(len(layers) - 1, 0, -1):
+            dy, per_layer[i] = layers[i].backward(dy, caches[i])
+        first = layers[0]
+        if input_grad or not first.skips_input_grad:
+            dy, per_layer[0] = first.backward(dy, caches[0])
+        else:
+            dy, per_layer[0] = first.backward(dy, caches[0], input_grad=False)
         grads = {}
         for prefix, layer_grads in zip(_prefixes(len(per_layer)), per_layer):
             for key, value in layer_grads.items():
                 grads[prefix + key] = value
-        return dy, grads
+        return (dy if input_grad else None), grads
 
     # -- parameters ---------------------------------------------------------------------------
     def _collect(self, method: str) -> dict[str, Any]:

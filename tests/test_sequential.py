@@ -382,3 +382,21 @@ def test_dense_summary(backend: Any) -> None:
     assert "Total params: 129" in text
     assert "Trainable params: 97" in text
     assert "Non-trainable params: 32" in text
+
+
+def test_backward_without_input_gradient(backend: Any) -> None:
+    """``input_grad=False`` (what training uses): same parameter gradients, no dL/dx."""
+    from portable_nn.layers import Dense, Dropout
+
+    x = backend.asarray(data(backend))
+    for first in (Dense(4), SeqTestAffine(4)):  # skips dL/dx / cannot skip it
+        model = pnn.Sequential([first, SeqTestTanh(), Dense(2)])
+        assert model.skips_input_grad and not model.has_training_behaviour
+        y, caches = model.forward(x, training=True)
+        dy = backend.xp.ones_like(y)
+        _, full = model.backward(dy, caches)
+        dx, grads = model.backward(dy, caches, input_grad=False)
+        assert dx is None and list(grads) == list(full)
+        for key, value in full.items():
+            np.testing.assert_array_equal(backend.to_numpy(grads[key]), backend.to_numpy(value))
+    assert pnn.Sequential([Dense(2), Dropout(0.5)]).has_training_behaviour

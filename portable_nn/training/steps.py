@@ -53,7 +53,7 @@ class StepsMixin:
     def _train_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
         y_pred, caches = self.forward(x, training=True)
         loss, dy = self._loss_value_and_gradient(y, y_pred)
-        _, grads = self.backward(dy, caches)
+        _, grads = self.backward(dy, caches, input_grad=False)
         self.optimizer.step(self, grads)
         return loss, y_pred
 
