@@ -158,7 +158,11 @@ class Optimizer(SerializationMixin):
         if grads.keys() != params.keys():
             raise _state.key_mismatch("gradient names", params, grads)
         if len(state) != len(params) + 1 or "step" not in state:
-            raise _state.key_mismatch("optimizer state entries", params, set(state) - {"step"})
+            raise _state.key_mismatch(
+                "optimizer state entries (init(params) or opt.reset() for new parameters)",
+                params,
+                set(state) - {"step"},
+            )
         get = state.get
         work = [(name, p, grads[name], get(name)) for name, p in params.items()]
         for _, p, g, slots in work:
