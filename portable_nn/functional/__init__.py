@@ -43,7 +43,7 @@ from .softmax import (
     softmax_grad,
     softmax_grad_from_output,
 )
-from .special import erf, erfc, normal_cdf
+from .special import erf, erfc, normal_cdf, normal_cdf_fast
 
 __all__ = [
     "ACTIVATIONS",
@@ -65,6 +65,7 @@ __all__ = [
     "log_softmax_grad",
     "logsumexp",
     "normal_cdf",
+    "normal_cdf_fast",
     "relu",
     "relu_grad",
     "selu",

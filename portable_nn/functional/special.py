@@ -11,11 +11,16 @@ Measured in float64 against ``math.erf``/``math.erfc`` on a dense grid of [-27, 
 2.3e-16 absolute, erfc to 6e-14 relative down to 1e-300 (only subnormal results lose digits).
 In float32 the error is that of float32 rounding (~1e-7 relative). Every branch is evaluated on an
 argument clamped into its own range, so no branch overflows or divides by zero.
+
+GELU runs in every training step, so it uses :func:`normal_cdf_fast`: the middle-range rational
+alone over the whole line (half the work; 5e-12 relative error where it matters, see there).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from array_api_compat import is_writeable_array
 
 from portable_nn.backend import namespace_of
 
@@ -52,15 +57,36 @@ _SMALL, _LARGE = 0.46875, 4.0
 _INV_SQRT2 = 0.70710678118654752440
 
 
-def _rational(z: Any, num_lead: float, num: tuple[float, ...], den: tuple[float, ...]) -> Any:
+def _rational(
+    z: Any, num_lead: float, num: tuple[float, ...], den: tuple[float, ...], inplace: bool = True
+) -> Any:
     """``(num_lead z^n + num[0] z^(n-1) + ... + num[-1]) / (z^n + den[0] z^(n-1) + ... + den[-1])``
-    in Cody's Horner form (numerator and denominator of equal degree)."""
+    in Cody's Horner form (numerator and denominator of equal degree).
+
+    The Horner steps update two fresh temporaries in place where the namespace allows it
+    (``is_writeable_array``: NumPy, CuPy, torch), else functionally (JAX); same results.
+    """
     top = num_lead * z
-    bottom = z
-    for a, b in zip(num[:-1], den[:-1]):
-        top = (top + a) * z
-        bottom = (bottom + b) * z
-    return (top + num[-1]) / (bottom + den[-1])
+    bottom = z + den[0]
+    if not (inplace and is_writeable_array(top) and is_writeable_array(bottom)):
+        top = (top + num[0]) * z
+        bottom = bottom * z
+        for a, b in zip(num[1:-1], den[1:-1]):
+            top = (top + a) * z
+            bottom = (bottom + b) * z
+        return (top + num[-1]) / (bottom + den[-1])
+    top += num[0]
+    top *= z
+    bottom *= z
+    for a, b in zip(num[1:-1], den[1:-1]):
+        top += a
+        top *= z
+        bottom += b
+        bottom *= z
+    top += num[-1]
+    bottom += den[-1]
+    top /= bottom
+    return top
 
 
 def _erf_small(t: Any) -> Any:
@@ -106,10 +132,26 @@ def erfc(x: Any) -> Any:
 
 
 def normal_cdf(x: Any) -> Any:
-    """Phi(x) = P(N(0,1) <= x) = erfc(-x / sqrt 2) / 2, with full relative accuracy for x << 0."""
+    """Phi(x) = P(N(0,1) <= x) = erfc(-x / sqrt 2) / 2, accurate in relative terms for x << 0
+    too (float64: <= 5e-13, erfc's error plus the rounding of x / sqrt 2)."""
     xp = namespace_of(x)
     half_tail = 0.5 * erfc_nonnegative(xp.abs(x) * _INV_SQRT2)
     return xp.where(x < 0, half_tail, 1.0 - half_tail)
 
 
-__all__ = ["erf", "erfc", "erfc_nonnegative", "normal_cdf"]
+def normal_cdf_fast(x: Any) -> Any:
+    """Phi(x) with Cody's middle-range erfc approximation alone (one rational instead of three;
+    GELU uses it): ``erfc(t) = exp(-t^2) R2(t)`` for every ``t = |x|/sqrt 2`` (clamped at 28,
+    where exp(-t^2) is 0 in float64).
+
+    Relative error of Phi in float64 (measured against ``math.erfc``): <= 5e-12 for x >= -8.5,
+    <= 3.3e-10 for x >= -14 and <= 8e-8 below, where Phi(x) < 1e-44; as erf, absolute error
+    <= 5e-12 everywhere.
+    """
+    xp = namespace_of(x)
+    t = xp.minimum(xp.abs(x) * _INV_SQRT2, 28.0)
+    half_tail = (0.5 * xp.exp(-(t * t))) * _rational(t, _C8, _C, _D)
+    return xp.where(x < 0, half_tail, 1.0 - half_tail)
+
+
+__all__ = ["erf", "erfc", "erfc_nonnegative", "normal_cdf", "normal_cdf_fast"]
