@@ -401,6 +401,10 @@ def _bad_fit_cases() -> dict[str, tuple[Any, str]]:
             "validation y",
         ),
         "val_length": (lambda b: dict(x=x, y=labels, validation_data=(x, labels[:3])), "samples"),
+        "val_tuple": (
+            lambda b: dict(x=x, y=labels, validation_data=(x, labels, labels)),
+            "validation_data",
+        ),  # fmt: skip
         "split": (lambda b: dict(x=x, y=labels, validation_split=0.95), "validation_split"),
         "batch_size": (lambda b: dict(x=x, y=labels, batch_size=0), "batch_size"),
     }
@@ -436,6 +440,18 @@ def test_bad_dtypes_and_targets(backend: Any) -> None:
         regression.fit(x, np.zeros((16, 2), "float32"), batch_size=8, verbose=0)
     assert_same_state(before, model)
     assert regression.optimizer.iterations == 0
+
+
+def test_bad_callbacks_change_nothing(backend: Any) -> None:
+    x, y = regression_data(16)
+    model = regressor(dropout=0.5)
+    before, rng = host_state(model), model.get_rng_state()
+    with pytest.raises(TypeError, match="Callback"):
+        model.fit(x, y, batch_size=8, seed=3, callbacks=[lambda logs: None], verbose=0)
+    with pytest.raises(ValueError, match="verbose"):
+        model.fit(x, y, batch_size=8, seed=3, verbose=7)
+    assert_same_state(before, model)
+    assert model.get_rng_state() == rng and model.optimizer.iterations == 0
 
 
 def test_compile_required_and_checked(backend: Any) -> None:

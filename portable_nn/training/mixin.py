@@ -65,16 +65,13 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         checks.non_negative_int("initial_epoch", initial_epoch)
         split = checks.fraction("validation_split", validation_split)
         train, val = self._fit_data(x, y, validation_data, split, batch_size)
-        if seed is not None:
-            self._reseed(seed)
+        steps = train.steps(batch_size)
         params = dict(
-            epochs=epochs,
-            steps=train.steps(batch_size),
-            verbose=verbose,
-            batch_size=batch_size,
-            samples=train.n,
+            epochs=epochs, steps=steps, verbose=verbose, batch_size=batch_size, samples=train.n
         )
         cbs = _callback_list(self, callbacks, params, add_history=True)
+        if seed is not None:
+            self._reseed(seed)
         self.history = cbs.history
         self.stop_training = False
         cbs.on_train_begin(None)
@@ -112,9 +109,8 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError(
-                    "validation_data must be a tuple (x_val, y_val). "
-                    f"Received: {type(validation_data).__name__} of length "
-                    f"{len(validation_data) if isinstance(validation_data, (tuple, list)) else '?'}"
+                    "validation_data must be a tuple (x_val, y_val) (sample weights are not "
+                    f"supported). Received: {type(validation_data).__name__}"
                 )
             val = self._prepare(*validation_data, "validation_data", batch_size)
         elif split > 0.0:
