@@ -386,6 +386,27 @@ def test_probabilities_out_of_range(backend):
         losses.CategoricalCrossentropy()(y_true[:2, ...], zero_row)
 
 
+def test_check_values_false_skips_only_the_value_checks(backend):
+    """For fit/evaluate, which validate the whole data once: no device read-back per batch."""
+    loss = losses.MeanSquaredError(reduction="none")
+    y_true = np.full((N, C), 0.5)
+    y_true[0, 0] = np.nan
+    value, grad = loss.value_and_gradient(
+        backend.asarray(y_true, "float32"), _probs(backend), check_values=False
+    )
+    assert np.isnan(backend.to_numpy(value)[0, 0]) and np.isnan(backend.to_numpy(grad)[0, 0])
+    sparse = losses.SparseCategoricalCrossentropy(from_logits=True)
+    labels = backend.asarray(np.array([0, 1, 2, 0]))
+    for check in (True, False):
+        expected = sparse.value_and_gradient(labels, _probs(backend))
+        got = sparse.value_and_gradient(labels, _probs(backend), check_values=check)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(backend.to_numpy(a), backend.to_numpy(b))
+        assert float(sparse(labels, _probs(backend), check_values=check)) == float(expected[0])
+    with pytest.raises(ValueError, match="same shape"):  # shapes are still checked
+        loss.gradient(backend.asarray(np.zeros(N), "float32"), _probs(backend), check_values=False)
+
+
 def test_nan_predictions_are_not_an_input_error(backend):
     """A NaN loss is the training loop's business (TerminateOnNaN), not a ValueError."""
     y_pred = backend.asarray(np.array([[np.nan, 0.5, 0.5]] + [[0.2, 0.3, 0.5]] * 3), "float32")
@@ -471,9 +492,10 @@ def test_config_round_trip(case):
         loss = CASES[case][0](reduction)
         text = json.dumps(losses.serialize(loss))  # checkpoints store it as JSON
         rebuilt = losses.get(json.loads(text))
-        assert type(rebuilt) is type(loss) and rebuilt == loss
+        assert type(rebuilt) is type(loss)
         assert rebuilt.get_config() == loss.get_config()
-        assert type(loss).from_config(loss.get_config()) == loss
+        again = type(loss).from_config(loss.get_config())
+        assert again.get_config() == loss.get_config() and repr(again) == repr(loss)
     custom = losses.BinaryCrossentropy(True, "sum", name="bce_sum", epsilon=1e-6)
     assert losses.get(losses.serialize(custom)).get_config() == {
         "name": "bce_sum",

@@ -48,19 +48,24 @@ class Loss:
         self.name = name or self.default_name
 
     # -- public API -----------------------------------------------------------------------------
-    def __call__(self, y_true: Array, y_pred: Array) -> Array:
+    # check_values=False skips the checks that read a flag back from the device (NaN targets,
+    # label range, probability range) for callers that validated the whole data set once
+    # (fit/evaluate); namespace, dtype and shape checks always run.
+    def __call__(self, y_true: Array, y_pred: Array, *, check_values: bool = True) -> Array:
         """The reduced loss (0-d array), or per-element/per-sample values for ``"none"``."""
-        xp, t, p = self._prepare(y_true, y_pred)
+        xp, t, p = self._prepare(y_true, y_pred, check_values)
         return self._reduce(xp, self._values(xp, t, p))
 
-    def gradient(self, y_true: Array, y_pred: Array) -> Array:
+    def gradient(self, y_true: Array, y_pred: Array, *, check_values: bool = True) -> Array:
         """``dL/dy_pred``: same shape, namespace, device and dtype as ``y_pred``."""
-        xp, t, p = self._prepare(y_true, y_pred)
+        xp, t, p = self._prepare(y_true, y_pred, check_values)
         return self._scale(self._grads(xp, t, p), p)
 
-    def value_and_gradient(self, y_true: Array, y_pred: Array) -> tuple[Array, Array]:
+    def value_and_gradient(
+        self, y_true: Array, y_pred: Array, *, check_values: bool = True
+    ) -> tuple[Array, Array]:
         """``(loss(y_true, y_pred), gradient(y_true, y_pred))`` in one pass."""
-        xp, t, p = self._prepare(y_true, y_pred)
+        xp, t, p = self._prepare(y_true, y_pred, check_values)
         values, grads = self._values_and_grads(xp, t, p)
         return self._reduce(xp, values), self._scale(grads, p)
 
@@ -75,11 +80,6 @@ class Loss:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable settings: not hashable
 
     # -- for subclasses -------------------------------------------------------------------------
     def _values_and_grads(self, xp: ModuleType, t: Array, p: Array) -> tuple[Array, Array]:
@@ -103,7 +103,9 @@ class Loss:
         return checks.finite_targets(self.name, xp, t)
 
     # -- internals ------------------------------------------------------------------------------
-    def _prepare(self, y_true: Array, y_pred: Array) -> tuple[ModuleType, Array, Array]:
+    def _prepare(
+        self, y_true: Array, y_pred: Array, check_values: bool = True
+    ) -> tuple[ModuleType, Array, Array]:
         xp = checks.namespace(self.name, y_true, y_pred)
         checks.require_float_predictions(self.name, xp, y_pred)
         if self.has_class_axis and y_pred.ndim < 1:
@@ -113,7 +115,8 @@ class Loss:
             )
         t = self._targets(xp, y_true, y_pred)
         checks.require_nonempty(self.name, y_pred, self._count(y_pred))
-        checks.run_checks(xp, self._value_checks(xp, t, y_pred))
+        if check_values:
+            checks.run_checks(xp, self._value_checks(xp, t, y_pred))
         return xp, t, y_pred
 
     def _count(self, p: Array) -> int:
