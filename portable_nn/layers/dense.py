@@ -20,6 +20,9 @@ class Dense(Layer):
     Weights are made on the first call (or at once from ``input_dim``/``input_shape``) by
     ``pnn.init`` on the active backend's device and dtype, so a seed gives the same weights on
     every backend. The activation is fused: its backward runs inside :meth:`backward`.
+    The cache holds ``x``, the activation's input or output (whichever its derivative uses;
+    nothing for linear) and a reference to ``W`` (no copy), so backward uses the weights that
+    produced ``y`` even if the parameters were rebound in between.
 
     Parameters
     ----------
