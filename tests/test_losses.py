@@ -492,10 +492,11 @@ def test_config_round_trip(case):
         loss = CASES[case][0](reduction)
         text = json.dumps(losses.serialize(loss))  # checkpoints store it as JSON
         rebuilt = losses.get(json.loads(text))
-        assert type(rebuilt) is type(loss)
+        assert type(rebuilt) is type(loss) and rebuilt == loss and hash(rebuilt) == hash(loss)
         assert rebuilt.get_config() == loss.get_config()
         again = type(loss).from_config(loss.get_config())
         assert again.get_config() == loss.get_config() and repr(again) == repr(loss)
+    assert losses.Huber(1.0) != losses.Huber(2.0) and losses.MeanSquaredError() != "mse"
     custom = losses.BinaryCrossentropy(True, "sum", name="bce_sum", epsilon=1e-6)
     assert losses.get(losses.serialize(custom)).get_config() == {
         "name": "bce_sum",

@@ -81,6 +81,13 @@ class Loss:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
+    def __eq__(self, other: object) -> bool:
+        """Same class and same config (a reloaded checkpoint's loss equals the saved one)."""
+        return type(other) is type(self) and other.get_config() == self.get_config()
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(self.get_config().items()))))
+
     # -- for subclasses -------------------------------------------------------------------------
     def _values_and_grads(self, xp: ModuleType, t: Array, p: Array) -> tuple[Array, Array]:
         """Unreduced values and the gradient of their sum with respect to ``p``."""
