@@ -6,7 +6,6 @@ from typing import Any
 
 from portable_nn import losses, optimizers
 from portable_nn import metrics as pnn_metrics
-from portable_nn.backend import namespace_of
 
 
 class StepsMixin:
@@ -62,19 +61,16 @@ class StepsMixin:
         return self._loss_value_and_gradient(y, y_pred, gradient=False), y_pred
 
     def _loss_value_and_gradient(self, y: Any, y_pred: Any, gradient: bool = True) -> Any:
-        """``loss.value_and_gradient`` without its per-call value checks (NaN targets, label
-        range, probability ranges), which read a flag back from the device: ``fit`` and
-        ``evaluate`` check the whole data once instead. Shape and dtype checks still run."""
+        """``loss.value_and_gradient`` (or the value alone) without the per-call value checks
+        (NaN targets, label range, probability range), which read a flag back from the device:
+        ``fit`` and ``evaluate`` check the whole data once instead. Shape and dtype checks
+        still run. A user loss that is not a ``pnn.losses.Loss`` is called as it is."""
         loss = self.loss
-        unchecked = getattr(loss, "_values_and_grads", None)
-        if unchecked is None:  # a user loss: its own public method
+        if not isinstance(loss, losses.Loss):
             return loss.value_and_gradient(y, y_pred) if gradient else loss(y, y_pred)
-        xp = namespace_of(y_pred)
-        t = loss._targets(xp, y, y_pred)
-        if not gradient:
-            return loss._reduce(xp, loss._values(xp, t, y_pred))
-        values, grads = unchecked(xp, t, y_pred)
-        return loss._reduce(xp, values), loss._scale(grads, y_pred)
+        if gradient:
+            return loss.value_and_gradient(y, y_pred, check_values=False)
+        return loss(y, y_pred, check_values=False)
 
 
 __all__ = ["StepsMixin"]
