@@ -147,6 +147,20 @@ def test_float32_defaults_and_placement(backend: Any) -> None:
     assert sorted(bn.state) == ["running_mean", "running_var"]
 
 
+def test_batchnorm_training_rebinds_buffers_without_writing(backend: Any) -> None:
+    layer = L.BatchNormalization(input_shape=(3,))
+    state, old = layer.state, dict(layer.state)
+    layer.forward(backend.asarray(_x((4, 3)), "float32"), training=True)
+    assert layer.state is state
+    for key, value in old.items():
+        assert layer.state[key] is not value
+        expected = np.zeros(3) if key == "running_mean" else np.ones(3)
+        np.testing.assert_array_equal(backend.to_numpy(value), expected)  # old arrays untouched
+    y1 = backend.to_numpy(layer(backend.asarray(_x((4, 3)), "float32")))
+    y2 = backend.to_numpy(layer(backend.asarray(_x((4, 3)), "float32")))
+    np.testing.assert_array_equal(y1, y2)  # inference changes nothing
+
+
 # -- state safety ---------------------------------------------------------------------------------
 def _snapshot(layer: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return dict(layer.state_dict()), _host(layer.state_dict())

@@ -146,11 +146,10 @@ class BatchNormalization(_Normalization):
             raise ValueError(f"{self.name}: the batch contains NaN or inf; running stats unchanged")
         inv_std = 1.0 / xp.sqrt(var + self.epsilon)
         xhat = xc * inv_std
-        m = self.momentum
-        self.state = {
-            "running_mean": (1.0 - m) * self.state["running_mean"] + m * mean,
-            "running_var": (1.0 - m) * self.state["running_var"] + (m * n / (n - 1)) * var,
-        }
+        m, state = self.momentum, self.state
+        new_mean = (1.0 - m) * state["running_mean"] + m * mean
+        new_var = (1.0 - m) * state["running_var"] + (m * n / (n - 1)) * var  # unbiased
+        state["running_mean"], state["running_var"] = new_mean, new_var  # rebind, no writes
         return self._affine(xhat), (xhat, inv_std, self.params.get("gamma"), True, shape)
 
     def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
