@@ -40,17 +40,46 @@ def parser(description: str, epochs: int, batch_size: int | None = None) -> argp
     p.add_argument("--seed", type=int, default=0, help="seed of data, weights and batches (0)")
     p.add_argument("--out", default=".", help="folder for the figures (default: .)")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (for tests)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="CPU threads for BLAS/OpenMP (1; 0: library default)"
+    )
     return p
 
 
 @contextlib.contextmanager
-def backend_scope(name: str | None, device: Any = None) -> Iterator[pnn.Backend]:
-    """Activate backend ``name`` for the block; ``None`` keeps the active one."""
+def backend_scope(
+    name: str | None, device: Any = None, dtype: str = "float32", threads: int | None = 1
+) -> Iterator[pnn.Backend]:
+    """Activate backend ``name`` with default ``dtype`` for the block; ``name=None`` keeps the
+    active backend and device (switching its dtype when asked). ``threads`` caps the CPU
+    thread pools (see :func:`cpu_threads`) once the backend's library is loaded."""
     if name is None:
-        yield pnn.get_backend()
-        return
-    with pnn.use_backend(name, device) as backend:
+        active = pnn.get_backend()
+        name, device = active.name, active.device
+        if active.dtype_name == dtype:
+            with cpu_threads(threads):
+                yield active
+            return
+    with pnn.use_backend(name, device, dtype) as backend, cpu_threads(threads):
         yield backend
+
+
+def cpu_threads(threads: int | None) -> contextlib.AbstractContextManager:
+    """Cap the BLAS and OpenMP thread pools of the loaded libraries (NumPy's OpenBLAS,
+    PyTorch's OpenMP) at ``threads`` for a block; ``None`` or 0 keeps their defaults.
+
+    The examples multiply small matrices (batch 32 x a few hundred units): one thread does
+    that as fast as several, and stays fast when the CPU is shared, where handing each small
+    product to several threads can make a step 20-40 times slower. Needs threadpoolctl
+    (installed with scikit-learn); without it this does nothing.
+    """
+    if not threads:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads)
 
 
 def describe(backend: pnn.Backend) -> str:

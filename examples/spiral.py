@@ -62,11 +62,12 @@ def run(
     n_per_class: int = 200,
     seed: int = 0,
     out: str | None = None,
+    threads: int | None = 1,
 ) -> dict[str, Any]:
     """Train a linear model and an MLP; returns both test accuracies (and the figure path)."""
     train = make_spirals(n_per_class, seed=seed)
     data = (train, make_spirals(n_per_class, seed=seed + 1))
-    with _common.backend_scope(backend, device) as active:
+    with _common.backend_scope(backend, device, threads=threads) as active:
         print(f"two spirals, {2 * n_per_class} training points, on {_common.describe(active)}")
         pnn.seed(seed)
         linear = pnn.Sequential([pnn.layers.Dense(1)], name="linear")
@@ -95,7 +96,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--points", type=int, default=200, help="points per spiral (200)")
     args = p.parse_args(argv)
     epochs, batch_size = (40, 100) if args.quick else (args.epochs, args.batch_size)
-    return run(args.backend, args.device, epochs, batch_size, args.points, args.seed, args.out)
+    return run(
+        args.backend,
+        args.device,
+        epochs,
+        batch_size,
+        args.points,
+        args.seed,
+        args.out,
+        args.threads,
+    )
 
 
 if __name__ == "__main__":

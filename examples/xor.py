@@ -40,9 +40,10 @@ def run(
     hidden_activation: str = "tanh",
     seed: int = 0,
     out: str | None = None,
+    threads: int | None = 1,
 ) -> dict[str, Any]:
     """Train on the XOR table; returns outputs, loss and whether all four are right."""
-    with _common.backend_scope(backend, device) as active:
+    with _common.backend_scope(backend, device, threads=threads) as active:
         where = _common.describe(active)
         print(f"XOR 2-4-1 ({hidden_activation} hidden, sigmoid output) on {where}")
         pnn.seed(seed)
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         hidden_activation=args.hidden,
         seed=args.seed,
         out=args.out,
+        threads=args.threads,
     )
 
 
