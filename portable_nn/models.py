@@ -57,15 +57,18 @@ class Sequential(TrainingMixin, Layer):
         if any(layer is other for other in self.layers) or layer is self:
             raise ValueError(f"layer {layer.name!r} is already in model {self.name!r}")
         if self.layers and self.built:
-            shape = self.compute_output_shape(self.input_shape)
-            if not layer.built:
-                layer.build(shape)
-            elif layer.input_shape is not None and tuple(layer.input_shape[1:]) != shape[1:]:
-                raise ValueError(
-                    f"{self.name}: layer {layer.name!r} expects inputs of shape "
-                    f"{_fmt(layer.input_shape)}, but the model outputs {_fmt(shape)}"
-                )
+            self._build_layer(layer, self.compute_output_shape(self.input_shape))
         self.layers.append(layer)
+
+    def _build_layer(self, layer: Layer, shape: Shape) -> None:
+        """Build ``layer`` for inputs of ``shape``, or check that its built shape matches."""
+        if not layer.built:
+            layer.build(shape)
+        elif layer.input_shape is not None and tuple(layer.input_shape[1:]) != tuple(shape[1:]):
+            raise ValueError(
+                f"{self.name}: layer {layer.name!r} expects inputs of shape "
+                f"{_fmt(layer.input_shape)}, but it would receive {_fmt(shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -95,8 +98,7 @@ class Sequential(TrainingMixin, Layer):
             raise ValueError(f"{self.name}: cannot build a model with no layers; add layers first")
         shape = tuple(input_shape)
         for layer in self.layers:
-            if not layer.built:
-                layer.build(shape)
+            self._build_layer(layer, shape)
             shape = tuple(layer.compute_output_shape(shape))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

@@ -218,6 +218,8 @@ def test_unbuilt_model_refuses_loads_and_summary(backend: Any) -> None:
         model.summary(print_fn=None)
     model.build((None, 5))
     assert model.built and tuple(model.parameters()["0.weight"].shape) == (5, 2)
+    with pytest.raises(ValueError, match=r"\(None, 5\).*\(None, 4\)"):
+        model.build((None, 4))  # already built for 5 features
 
 
 def test_lazy_build_on_first_forward(backend: Any) -> None:
