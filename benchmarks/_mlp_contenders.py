@@ -9,6 +9,7 @@ with ``W`` of shape (in, out), for the correctness check).
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from types import ModuleType
 from typing import Any
@@ -208,8 +209,8 @@ class PortableMLP:
     ``SparseCategoricalCrossentropy(from_logits=True)`` or ``MeanSquaredError`` and ``Adam``.
 
     ``mode="manual"``: ``forward(x, training=True)``, ``loss.value_and_gradient``,
-    ``backward``, ``optimizer.step(model, grads)``; ``mode="train_step"``: ``compile`` then
-    ``model.train_step(x, y)``.
+    ``backward(dout, caches, input_grad=False)``, ``optimizer.step(model, grads)``;
+    ``mode="train_step"``: ``compile`` then ``model.train_step(x, y)``.
     """
 
     def __init__(
@@ -232,6 +233,9 @@ class PortableMLP:
             self.model.compile(optimizer=self.optimizer, loss=self.loss)
         self.count = 0
         self.sync = self._synchroniser(backend, active.device)
+        # dL/dx of the model input is not needed for training; skip it where the API allows
+        wants = "input_grad" in inspect.signature(self.model.backward).parameters
+        self.backward_options = {"input_grad": False} if wants else {}
 
     @staticmethod
     def contender_name(backend: str, device: str | None, mode: str) -> str:
@@ -286,7 +290,7 @@ class PortableMLP:
             return self.model.train_step(x, y)
         out, caches = self.model.forward(x, training=True)
         loss, dout = self.loss.value_and_gradient(y, out)
-        _, grads = self.model.backward(dout, caches)
+        _, grads = self.model.backward(dout, caches, **self.backward_options)
         self.optimizer.step(self.model, grads)
         self.last_grads = grads
         return loss
