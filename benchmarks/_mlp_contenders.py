@@ -165,6 +165,20 @@ class HandwrittenMLP:
             tmp *= step_size
             p -= tmp
 
+    def phases(self) -> dict[str, Any]:
+        """The parts of :meth:`step` as separate calls on one batch (for ``--phases``)."""
+        x, y = self.batches[0]
+        hidden = self._forward(x)
+        out = hidden[-1].copy()
+        loss, dz = self._loss(out.copy(), y)
+        grads = self._backward(hidden, dz)
+        return {
+            "forward": lambda: self._forward(x),
+            "loss+gradient": lambda: self._loss(out.copy(), y),  # _loss overwrites its input
+            "backward": lambda: self._backward(hidden, dz),
+            "optimizer": lambda: self._adam(grads),
+        }
+
     def grads(self) -> list:
         host = [g.get() if hasattr(g, "get") else g.copy() for g in self.last_grads]
         return list(zip(host[0::2], host[1::2]))
@@ -294,6 +308,22 @@ class PortableMLP:
         self.optimizer.step(self.model, grads)
         self.last_grads = grads
         return loss
+
+    def phases(self) -> dict[str, Any]:
+        """The parts of :meth:`step` as separate calls on one batch (for ``--phases``)."""
+        model, (x, y) = self.model, self.batches[0]
+        out, caches = model.forward(x, training=True)
+        loss, dout = self.loss.value_and_gradient(y, out)
+        _, grads = model.backward(dout, caches, **self.backward_options)
+        found = {
+            "forward": lambda: model.forward(x, training=True),
+            "loss+gradient": lambda: self.loss.value_and_gradient(y, out),
+            "backward": lambda: model.backward(dout, caches, **self.backward_options),
+            "optimizer": lambda: self.optimizer.step(model, grads),
+        }
+        if self.mode == "train_step":  # what train_step calls: the loss without value checks
+            found["loss+gradient"] = lambda: model._loss_value_and_gradient(y, out)
+        return found
 
     def grads(self) -> list | None:
         """Gradients of the last step (None for train_step, which does not return them)."""

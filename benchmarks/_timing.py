@@ -158,6 +158,31 @@ def run_interleaved(
     return results
 
 
+def time_phases(
+    phases: dict[str, dict[str, Callable[[], Any]]],
+    sync: dict[str, Callable[[], None]],
+    samples: int = 15,
+    min_time: float = 0.02,
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Seconds per call of each phase of each contender: ``{contender: {phase: (min, median)}}``.
+
+    Every phase is calibrated to ``min_time`` per sample, then the samples are interleaved
+    across contenders and phases. The minimum is the least disturbed estimate of the cost
+    (noise only adds time); the median shows how much the machine disturbed it.
+    """
+    jobs = [(c, name, fn) for c, named in phases.items() for name, fn in named.items()]
+    counts = {(c, name): calibrate(fn, sync[c], min_time) for c, name, fn in jobs}
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in counts}
+    for _ in range(samples):
+        for c, name, fn in jobs:
+            n = counts[(c, name)]
+            times[(c, name)].append(time_steps(fn, sync[c], n) / n)
+    out: dict[str, dict[str, tuple[float, float]]] = {c: {} for c in phases}
+    for (c, name), values in times.items():
+        out[c][name] = (min(values), statistics.median(values))
+    return out
+
+
 def profile_steps(step: Callable[[], Any], n: int, top: int = 20) -> str:
     """cProfile ``n`` calls of ``step``; the ``top`` functions by own time, in us per step.
 

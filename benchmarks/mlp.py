@@ -263,6 +263,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "optimizer.step), train_step (compile + model.train_step)",
     )
     parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="after timing, time forward / loss / backward / optimizer apart for the "
+        "portable_nn and hand-written contenders",
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         default=0,
@@ -312,6 +318,24 @@ def setup_threads(requested: int | None) -> tuple[int, Any]:
     return threads, limiter
 
 
+def print_phases(spec: ModelSpec, contenders: list) -> None:
+    """Forward, loss, backward and optimizer timed apart: min and median us per call."""
+    phases = {c.name: c.phases() for c in contenders}
+    found = _timing.time_phases(phases, {c.name: c.sync for c in contenders})
+    names = list(phases)
+    print(f"\n== phases {spec.label}: min / median us per call")
+    print(f"{'phase':14s}" + "".join(f"{name:>28s}" for name in names))
+    for phase in phases[names[0]]:
+        cells = [found[name].get(phase) for name in names]
+        print(
+            f"{phase:14s}"
+            + "".join(
+                f"{'':>28s}" if cell is None else f"{1e6 * cell[0]:15.1f} / {1e6 * cell[1]:10.1f}"
+                for cell in cells
+            )
+        )
+
+
 def run_model(spec: ModelSpec, args: argparse.Namespace) -> tuple[list, dict, dict]:
     """Check one model's contenders against PyTorch, then time them: (rows, check, skipped)."""
     contenders, skipped = build_contenders(spec, args)
@@ -324,6 +348,8 @@ def run_model(spec: ModelSpec, args: argparse.Namespace) -> tuple[list, dict, di
     timed = [_timing.Contender(c.name, c.step, c.sync, spec.batch) for c in contenders]
     steps = 2 if args.quick else None
     measured = _timing.run_interleaved(timed, args.repeats, args.min_time, args.warmup, steps)
+    if args.phases:
+        print_phases(spec, [c for c in contenders if c.name.startswith(("pnn-", "handwritten-"))])
     if args.profile:
         for c in contenders:
             if c.name.startswith(("pnn-", "handwritten-")):
