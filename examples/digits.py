@@ -147,6 +147,7 @@ def run(
     return {
         "backend": active.name,
         "mlp_accuracy": accuracy,
+        "history": history.history,
         "article_accuracy": article_accuracy,
         "epoch_times": times,
         "epoch_time": epoch_time,
