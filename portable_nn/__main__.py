@@ -130,6 +130,13 @@ def save_curves(history: Any, out: str) -> str | None:
     return path
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m portable_nn",
@@ -141,8 +148,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--backend", default="auto", choices=BACKEND_NAMES, help="(default: auto)")
     p.add_argument("--device", default=None, help="device of the backend (e.g. cuda:1)")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
-    p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
+    p.add_argument("--epochs", type=_positive_int, default=20, help="training epochs (default: 20)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
     p.add_argument("--learning-rate", type=float, default=3e-3, help="Adam's peak step (3e-3)")
     p.add_argument("--seed", type=int, default=0, help="weights, batches, dropout (default: 0)")
     p.add_argument(

@@ -47,8 +47,12 @@ def _save(fig: Any, path: str | os.PathLike | None, dpi: int = 120) -> None:
 
 # -- training curves --------------------------------------------------------------------------
 def _history_dict(history: Any) -> tuple[dict[str, list[float]], list[int]]:
-    """``(logs, epochs)`` from a History, ``model.history`` or a ``{key: [values]}`` dict."""
-    logs = getattr(history, "history", history)
+    """``(logs, epochs)`` from a History, a trained model (its ``.history``) or a
+    ``{key: [values]}`` dict."""
+    logs = history
+    for _ in range(2):  # model -> History -> dict
+        if not isinstance(logs, dict) and hasattr(logs, "history"):
+            history, logs = logs, logs.history
     if not isinstance(logs, dict):
         raise TypeError(
             f"history must be a History or a dict of lists. Received: {type(history).__name__}"
@@ -74,8 +78,8 @@ def history(
 
     Parameters
     ----------
-    history : the :class:`~portable_nn.callbacks.History` that ``fit`` returns (or its
-        ``.history`` dict ``{"loss": [...], "val_loss": [...], "accuracy": [...]}``).
+    history : the :class:`~portable_nn.callbacks.History` that ``fit`` returns, the trained
+        model, or a dict ``{"loss": [...], "val_loss": [...], "accuracy": [...]}``.
     path : save the figure there (PNG, SVG, PDF... from the suffix); folders are created.
     metrics : metric names to draw after the loss (default: every non-``val_`` key).
     title : figure title.

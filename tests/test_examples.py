@@ -186,6 +186,9 @@ def test_plot_history_from_dict_and_history(tmp_path) -> None:
         history.on_epoch_end(epoch, {"loss": value, "mae": value / 2})
     fig = pnn.plot.history(history, metrics=["loss"])
     assert len(fig.axes) == 1 and list(fig.axes[0].lines[0].get_ydata()) == [0.3, 0.2]
+    model = pnn.Sequential([pnn.layers.Dense(1, input_dim=2)])
+    model.history = history  # as fit leaves it
+    assert [ax.get_title() for ax in pnn.plot.history(model).axes] == ["loss", "mae"]
 
 
 def test_plot_history_rejects_bad_input() -> None:
@@ -263,10 +266,24 @@ def test_demo_without_matplotlib_skips_the_figure(tmp_path, monkeypatch, capsys)
     assert not out.exists()
 
 
-def test_demo_unknown_backend_is_an_argparse_error(capsys) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--backend", "tensorflow"], "invalid choice"), (["--epochs", "0"], "positive integer")],
+)
+def test_demo_bad_flags_are_argparse_errors(argv, message, capsys) -> None:
     from portable_nn.__main__ import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["--backend", "tensorflow"])
+        main(argv)
     assert exit_info.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_demo_unusable_backend_exits_2_with_the_reason(capsys) -> None:
+    from portable_nn.__main__ import main
+    from portable_nn.backend import cuda_problem
+
+    if cuda_problem() is None:
+        pytest.skip("CuPy works here")
+    assert main(["--backend", "cupy", "--epochs", "1"]) == 2
+    assert "backend 'cupy' is not usable" in capsys.readouterr().err
