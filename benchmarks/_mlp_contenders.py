@@ -321,8 +321,9 @@ class PortableMLP:
             "backward": lambda: model.backward(dout, caches, **self.backward_options),
             "optimizer": lambda: self.optimizer.step(model, grads),
         }
-        if self.mode == "train_step":  # what train_step calls: the loss without value checks
-            found["loss+gradient"] = lambda: model._loss_value_and_gradient(y, out)
+        unchecked = getattr(model, "_loss_value_and_gradient", None)
+        if self.mode == "train_step" and unchecked is not None:
+            found["loss+gradient"] = lambda: unchecked(y, out)  # train_step's: no value checks
         return found
 
     def grads(self) -> list | None:
