@@ -325,4 +325,12 @@ def environment() -> dict[str, Any]:
         env["torch_mkl"] = bool(torch.backends.mkl.is_available())
         env["torch_mkldnn"] = bool(torch.backends.mkldnn.is_available())
         env["torch_cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(0)
+            env["torch_matmul_allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    if "cupy" in sys.modules:
+        cupy = sys.modules["cupy"]
+        env["cupy"] = cupy.__version__
+        env["cupy_device"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        env["cupy_tf32"] = os.environ.get("CUPY_TF32")
     return env
