@@ -220,7 +220,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for case, _ in ALL_CASES:
         row = table.get(case.id)
         if row is not None:
+            why_not = _reasons.get(case.id)
             terminalreporter.write_line(
                 f"{case.id:26s} passed {row['passed']:5d}  failed {row['failed']:4d}  "
                 f"skipped {row['skipped']:4d}  errors {row['error']:3d}"
+                + (f"  (backend skipped: {why_not})" if why_not else "")
             )
