@@ -1,4 +1,7 @@
-"""Argument checks and the monitored-quantity helpers shared by the callbacks."""
+"""Argument checks and the monitored-quantity helpers shared by the callbacks.
+
+``positive_int`` and ``non_negative_int`` come from :mod:`portable_nn.validation`.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,7 @@ import math
 import warnings
 from typing import Any
 
-
-def non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"Expected a non-negative integer. Received: {name}={value!r}")
-    return value
-
-
-def positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Expected a positive integer. Received: {name}={value!r}")
-    return value
+from portable_nn.validation import non_negative_int, positive_int
 
 
 def finite_number(name: str, value: Any) -> float:
@@ -66,3 +59,15 @@ def monitor_value(logs: dict[str, Any] | None, monitor: str, owner: str) -> floa
 
 def worst(mode: str) -> float:
     return math.inf if mode == "min" else -math.inf
+
+
+__all__ = [
+    "finite_number",
+    "improved",
+    "monitor_value",
+    "non_empty_str",
+    "non_negative_int",
+    "positive_int",
+    "resolve_mode",
+    "worst",
+]

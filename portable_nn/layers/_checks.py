@@ -1,11 +1,14 @@
-"""Small argument and input checks shared by the built-in layers (errors name what was received)."""
+"""Input checks shared by the built-in layers (errors name what was received).
+
+``positive_int`` and ``real_number`` come from :mod:`portable_nn.validation`.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from portable_nn.backend import namespace_of
+from portable_nn.validation import positive_int, real_number
 
 # (array type, dtype) -> real floating? Cached: runs on every call. The array type in the key keeps
 # dtypes of different libraries apart (array-api-strict warns when compared with NumPy's).
@@ -37,23 +40,6 @@ def check_gradient(owner: str, dy: Any, shape: tuple[int, ...]) -> None:
         )
 
 
-def positive_int(name: str, value: Any) -> int:
-    """``value`` as an int when it is a positive integer (bool refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"Expected a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def real_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
-    """``value`` as a Python float when it is a finite real number in ``[low, high]``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number. Received: {name}={value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be a finite number in [{low}, {high}]. Received: {value!r}")
-    return value
-
-
 def shape_tuple(name: str, value: Any, allow_minus_one: bool = False) -> tuple[int, ...]:
     """A tuple of positive ints (and at most one -1 when allowed) from a list/tuple/int."""
     dims = (value,) if isinstance(value, int) and not isinstance(value, bool) else value
@@ -70,3 +56,6 @@ def shape_tuple(name: str, value: Any, allow_minus_one: bool = False) -> tuple[i
             f"Received: {name}={value!r}"
         )
     return dims
+
+
+__all__ = ["check_gradient", "positive_int", "real_number", "require_floating", "shape_tuple"]

@@ -123,7 +123,7 @@ class Loss:
         t = self._targets(xp, y_true, y_pred)
         checks.require_nonempty(self.name, y_pred, self._count(y_pred))
         if check_values:
-            checks.run_checks(xp, self._value_checks(xp, t, y_pred))
+            checks.run_checks(self._value_checks(xp, t, y_pred))
         return xp, t, y_pred
 
     def _count(self, p: Array) -> int:

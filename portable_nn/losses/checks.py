@@ -2,20 +2,20 @@
 
 Value checks (NaN targets, labels out of range, predictions that are not probabilities) are
 combined into one boolean that is read back once per call: a single device sync on the happy
-path. Only when it is false are the individual checks evaluated to name the culprit.
+path (:func:`portable_nn.validation.run_checks`). Only when it is false are the individual
+checks evaluated to name the culprit.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 from portable_nn.backend import is_array, namespace_and_device
+from portable_nn.validation import Check, run_checks
 
 Array = Any
-Check = tuple[Array, Callable[[], str]]  # (0-d boolean "all good", message builder)
 
 
 def shape_text(x: Array) -> str:
@@ -102,20 +102,6 @@ def labels_in_range(owner: str, xp: ModuleType, labels: Array, classes: int) -> 
         )
 
     return [(xp.logical_not(xp.any(bad)), message)]
-
-
-def run_checks(xp: ModuleType, checks: list[Check]) -> None:
-    """One read-back for all checks; on failure raise ``ValueError`` from the first bad one."""
-    if not checks:
-        return
-    everything = checks[0][0]
-    for ok, _ in checks[1:]:
-        everything = xp.logical_and(everything, ok)
-    if bool(everything):
-        return
-    for ok, message in checks:
-        if not bool(ok):
-            raise ValueError(message())
 
 
 __all__ = [

@@ -1,25 +1,17 @@
-"""Constructor checks shared by optimizers and schedules: errors name the argument and value."""
+"""Constructor checks shared by optimizers and schedules: errors name the argument and value
+(finite reals through :func:`portable_nn.validation.real_number`)."""
 
 from __future__ import annotations
 
-import math
 import operator
 from typing import Any
 
-
-def real(name: str, value: Any) -> float:
-    """``value`` as a finite Python float, or ``TypeError``/``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number. Received: {name}={value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite. Received: {name}={value!r}")
-    return value
+from portable_nn.validation import real_number
 
 
 def positive(name: str, value: Any) -> float:
     """A finite float > 0."""
-    out = real(name, value)
+    out = real_number(name, value)
     if out <= 0.0:
         raise ValueError(f"{name} must be > 0. Received: {name}={value!r}")
     return out
@@ -27,7 +19,7 @@ def positive(name: str, value: Any) -> float:
 
 def non_negative(name: str, value: Any) -> float:
     """A finite float >= 0."""
-    out = real(name, value)
+    out = real_number(name, value)
     if out < 0.0:
         raise ValueError(f"{name} must be >= 0. Received: {name}={value!r}")
     return out
@@ -35,7 +27,7 @@ def non_negative(name: str, value: Any) -> float:
 
 def fraction(name: str, value: Any) -> float:
     """A float in [0, 1) (decay rates such as beta_1, rho, momentum)."""
-    out = real(name, value)
+    out = real_number(name, value)
     if not 0.0 <= out < 1.0:
         raise ValueError(f"{name} must be in [0, 1). Received: {name}={value!r}")
     return out

@@ -2,31 +2,18 @@
 
 Shape and dtype checks are free (no device work). Value checks (NaN/inf in x or y, class labels
 outside ``[0, classes)``) are reduced on the data's device to 0-d booleans and combined into one,
-read back with a single ``bool()``: **one host sync per call**, whatever the dataset size. Only
-when that flag is false are the individual checks read to name the culprit.
+read back with a single ``bool()`` (:func:`portable_nn.validation.run_checks`): **one host sync
+per call**, whatever the dataset size. Only when that flag is false are the individual checks read
+to name the culprit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from portable_nn.backend import namespace_of
 from portable_nn.data import ArrayData
-
-Check = tuple[Any, Callable[[], str]]  # (0-d boolean "all good", message builder)
-
-
-def positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"Expected a positive integer. Received: {name}={value!r}")
-    return value
-
-
-def non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"Expected a non-negative integer. Received: {name}={value!r}")
-    return value
+from portable_nn.validation import Check, non_negative_int, positive_int, run_checks
 
 
 def fraction(name: str, value: Any) -> float:
@@ -93,26 +80,6 @@ def value_checks(data: ArrayData, classes: int, what: str = "") -> list[Check]:
 
         found.append(((low >= 0) & (high < classes), message))
     return found
-
-
-def run_checks(checks: list[Check]) -> None:
-    """One read-back for every check; on failure raise ``ValueError`` from the first bad one."""
-    flags = [ok for ok, _ in checks]
-    everything = flags[0]
-    for ok in flags[1:]:
-        everything = everything & _same_place(ok, everything)
-    if bool(everything):
-        return
-    for ok, message in checks:
-        if not bool(ok):
-            raise ValueError(message())
-
-
-def _same_place(flag: Any, like: Any) -> Any:
-    """``flag`` in ``like``'s namespace (host-side checks of big data are NumPy booleans)."""
-    if namespace_of(flag) is namespace_of(like):
-        return flag
-    return bool(flag)
 
 
 __all__ = [
