@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from portable_nn import random as pnn_random
-from portable_nn.layers.base import Layer, Shape, _check_entries, _fmt, layer_from_config
+from portable_nn.layers.base import Layer, Shape, check_entries, format_shape, layer_from_config
 from portable_nn.training import TrainingMixin
 
 
@@ -67,7 +67,7 @@ class Sequential(TrainingMixin, Layer):
         elif layer.input_shape is not None and tuple(layer.input_shape[1:]) != tuple(shape[1:]):
             raise ValueError(
                 f"{self.name}: layer {layer.name!r} expects inputs of shape "
-                f"{_fmt(layer.input_shape)}, but it would receive {_fmt(shape)}"
+                f"{format_shape(layer.input_shape)}, but it would receive {format_shape(shape)}"
             )
 
     def __len__(self) -> int:
@@ -182,7 +182,7 @@ class Sequential(TrainingMixin, Layer):
     def set_parameters(self, values: dict[str, Any]) -> None:
         """Replace some or all trainable arrays; every entry is checked before any is assigned."""
         self._require_built("set_parameters")
-        _check_entries(self.name, self.parameters(), values, "parameter")
+        check_entries(self.name, self.parameters(), values, "parameter")
         self.assign_parameters(values)
 
     def assign_parameters(self, values: dict[str, Any]) -> None:
@@ -209,7 +209,7 @@ class Sequential(TrainingMixin, Layer):
             missing = sorted(set(own) - set(values), key=list(own).index)
             if missing:
                 raise ValueError(f"{self.name}: state dict is missing {missing}")
-        _check_entries(self.name, own, values, "entry")
+        check_entries(self.name, own, values, "entry")
         for index, group in self._split(values).items():
             self.layers[index].load_state_dict(group, strict=False)
 
@@ -230,7 +230,12 @@ class Sequential(TrainingMixin, Layer):
             shape = tuple(layer.compute_output_shape(shape))
             count = _count(layer.parameters()) + _count(layer.buffers())
             rows.append(
-                (str(i), f"{layer.name} ({type(layer).__name__})", _fmt(shape), f"{count:,}")
+                (
+                    str(i),
+                    f"{layer.name} ({type(layer).__name__})",
+                    format_shape(shape),
+                    f"{count:,}",
+                )
             )
         widths = [max(len(row[c]) for row in rows) for c in range(4)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

@@ -85,8 +85,8 @@ class Layer:
                 e is not None and e != g for e, g in zip(expected[1:], got[1:])
             ):
                 raise ValueError(
-                    f"{self.name}: expected input of shape {_fmt(expected)}, "
-                    f"received shape {_fmt(got)}"
+                    f"{self.name}: expected input of shape {format_shape(expected)}, "
+                    f"received shape {format_shape(got)}"
                 )
         if self.params:
             first = next(iter(self.params.values()))
@@ -132,7 +132,7 @@ class Layer:
 
         All entries are checked before any is assigned, so a bad dict changes nothing.
         """
-        _check_entries(self.name, self.params, values, "parameter")
+        check_entries(self.name, self.params, values, "parameter")
         self.params.update(values)
 
     def load_state_dict(self, values: dict[str, Any], strict: bool = True) -> None:
@@ -142,7 +142,7 @@ class Layer:
             missing = sorted(set(own) - set(values))
             if missing:
                 raise ValueError(f"{self.name}: state dict is missing {missing}")
-        _check_entries(self.name, own, values, "entry")
+        check_entries(self.name, own, values, "entry")
         for key, value in values.items():
             (self.params if key in self.params else self.state)[key] = value
 
@@ -162,12 +162,17 @@ class Layer:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-def _fmt(shape: Shape) -> str:
+def format_shape(shape: Shape) -> str:
+    """``(None, 3)``-style text of a shape whose batch axis may be ``None`` (error messages)."""
     return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ")"
 
 
-def _check_entries(owner: str, own: dict[str, Any], values: dict[str, Any], what: str) -> None:
-    """Validate names, shapes, dtypes, namespaces and devices of ``values`` against ``own``."""
+def check_entries(owner: str, own: dict[str, Any], values: dict[str, Any], what: str) -> None:
+    """``ValueError`` unless every entry of ``values`` matches the entry of ``own`` with its name
+    in shape, dtype, namespace and device (the message names ``owner``, ``what`` and the key).
+
+    Nothing is assigned: containers call it on the whole dict before changing anything.
+    """
     for key, value in values.items():
         if key not in own:
             raise ValueError(f"{owner}: unknown {what} {key!r}; expected one of {sorted(own)}")
@@ -196,4 +201,11 @@ def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:
     return cls.from_config(config)
 
 
-__all__ = ["LAYER_REGISTRY", "Layer", "Shape", "layer_from_config"]
+__all__ = [
+    "LAYER_REGISTRY",
+    "Layer",
+    "Shape",
+    "check_entries",
+    "format_shape",
+    "layer_from_config",
+]
