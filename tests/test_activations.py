@@ -366,3 +366,14 @@ def test_softmax_properties(x):
     np.testing.assert_allclose(s.astype(np.float64).sum(axis=-1), 1.0, rtol=0, atol=1e-6)
     assert np.isfinite(logs).all() and (logs <= 0).all()
     np.testing.assert_allclose(np.exp(logs), s, rtol=0, atol=1e-6)
+
+
+def test_package_exports_every_activation_and_its_gradient():
+    """pnn.functional re-exports each submodule's public names (one list, no copies)."""
+    assert len(F.__all__) == len(set(F.__all__))
+    for name in F.ACTIVATIONS:
+        f, f_grad = F.get(name)
+        assert getattr(F, name) is f and getattr(F, f"{name}_grad") is f_grad
+    for name in ("log_softmax_and_softmax", "logsumexp", "erf", "erfc", "normal_cdf"):
+        assert name in F.__all__ and callable(getattr(F, name))
+    assert all(hasattr(F, name) for name in F.__all__)

@@ -4,85 +4,13 @@ No classes and no state: every function takes arrays of any array-API library an
 arrays in the same namespace, on the same device, in the same dtype.
 """
 
-from .activations import (
-    ACTIVATIONS,
-    SELU_ALPHA,
-    SELU_SCALE,
-    elu,
-    elu_grad,
-    gelu,
-    gelu_grad,
-    get,
-    leaky_relu,
-    leaky_relu_grad,
-    linear,
-    linear_grad,
-    relu,
-    relu_grad,
-    selu,
-    selu_grad,
-    sigmoid,
-    sigmoid_grad,
-    sigmoid_grad_from_output,
-    silu,
-    silu_grad,
-    softplus,
-    softplus_grad,
-    swish,
-    swish_grad,
-    tanh,
-    tanh_grad,
-    tanh_grad_from_output,
-)
-from .softmax import (
-    log_softmax,
-    log_softmax_and_softmax,
-    log_softmax_grad,
-    logsumexp,
-    softmax,
-    softmax_grad,
-    softmax_grad_from_output,
-)
+# Each module's __all__ is the single list of its public names; this package re-exports them.
+from .activations import *  # noqa: F403
+from .activations import __all__ as _activation_names
+from .softmax import *  # noqa: F403
+from .softmax import __all__ as _softmax_names
 from .special import erf, erfc, normal_cdf, normal_cdf_fast
 
-__all__ = [
-    "ACTIVATIONS",
-    "SELU_ALPHA",
-    "SELU_SCALE",
-    "elu",
-    "elu_grad",
-    "erf",
-    "erfc",
-    "gelu",
-    "gelu_grad",
-    "get",
-    "leaky_relu",
-    "leaky_relu_grad",
-    "linear",
-    "linear_grad",
-    "log_softmax",
-    "log_softmax_and_softmax",
-    "log_softmax_grad",
-    "logsumexp",
-    "normal_cdf",
-    "normal_cdf_fast",
-    "relu",
-    "relu_grad",
-    "selu",
-    "selu_grad",
-    "sigmoid",
-    "sigmoid_grad",
-    "sigmoid_grad_from_output",
-    "silu",
-    "silu_grad",
-    "softmax",
-    "softmax_grad",
-    "softmax_grad_from_output",
-    "softplus",
-    "softplus_grad",
-    "swish",
-    "swish_grad",
-    "tanh",
-    "tanh_grad",
-    "tanh_grad_from_output",
-]
+__all__ = ["erf", "erfc", "normal_cdf", "normal_cdf_fast"]
+__all__ += set(_activation_names) | set(_softmax_names)  # activations re-exports softmax
+__all__.sort()
