@@ -196,12 +196,23 @@ def backend(
         yield case
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tag each test with its backend id so the summary can count per backend."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tag each test with its backend id so the summary can count per backend.
+
+    With ``PORTABLE_NN_BACKEND_TESTS_ONLY=1`` (used by ci/gpu-check.sh) tests that take no
+    ``backend`` are deselected: a GPU run need not repeat the CPU-only ones.
+    """
+    keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "backend" in callspec.params:
             item.user_properties.append(("backend", callspec.params["backend"][0].id))
+            keep.append(item)
+        else:
+            drop.append(item)
+    if os.environ.get("PORTABLE_NN_BACKEND_TESTS_ONLY") == "1" and drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
