@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
 
-from . import checks
-from .base import Array, Loss
-from .probabilities import (
-    DEFAULT_EPSILON,
-    check_settings,
-    clip_epsilon,
-    probability_checks,
-)
+from .base import Array
+from .probabilities import _ProbabilisticLoss, clip_epsilon
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_ProbabilisticLoss):
     """``values = -(y log p + (1 - y) log(1 - p))`` per element; y_true and y_pred alike.
 
     ``from_logits=True`` (recommended): ``y_pred`` holds logits ``x`` and, with
@@ -32,26 +25,6 @@ class BinaryCrossentropy(Loss):
     """
 
     default_name = "binary_crossentropy"
-
-    def __init__(
-        self,
-        from_logits: bool = False,
-        reduction: str = "mean",
-        name: str | None = None,
-        *,
-        epsilon: float = DEFAULT_EPSILON,
-    ) -> None:
-        self.from_logits, self.epsilon = check_settings(from_logits, epsilon)
-        super().__init__(reduction=reduction, name=name)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "from_logits": self.from_logits, "epsilon": self.epsilon}
-
-    def _value_checks(self, xp: ModuleType, t: Array, p: Array) -> list[checks.Check]:
-        found = super()._value_checks(xp, t, p)
-        if not self.from_logits:
-            found += probability_checks(self.name, xp, p)
-        return found
 
     def _values(self, xp: ModuleType, t: Array, p: Array) -> Array:
         if self.from_logits:

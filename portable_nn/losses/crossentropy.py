@@ -14,46 +14,22 @@ as the identity (``dL/dq = -y / q_c``) and is then exact through the normalisati
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
 
 import array_api_compat
 
 from portable_nn.functional.softmax import log_softmax, log_softmax_and_softmax, logsumexp
 
 from . import checks
-from .base import Array, Loss
-from .probabilities import (
-    DEFAULT_EPSILON,
-    check_settings,
-    clip_epsilon,
-    distribution_checks,
-)
+from .base import Array
+from .probabilities import _ProbabilisticLoss, clip_epsilon, distribution_checks
 
 
-class _Crossentropy(Loss):
+class _Crossentropy(_ProbabilisticLoss):
     """Settings, checks and the probability path shared by both categorical losses."""
 
     has_class_axis = True
 
-    def __init__(
-        self,
-        from_logits: bool = False,
-        reduction: str = "mean",
-        name: str | None = None,
-        *,
-        epsilon: float = DEFAULT_EPSILON,
-    ) -> None:
-        self.from_logits, self.epsilon = check_settings(from_logits, epsilon)
-        super().__init__(reduction=reduction, name=name)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "from_logits": self.from_logits, "epsilon": self.epsilon}
-
-    def _value_checks(self, xp: ModuleType, t: Array, p: Array) -> list[checks.Check]:
-        found = super()._value_checks(xp, t, p)
-        if not self.from_logits:
-            found += distribution_checks(self.name, xp, p)
-        return found
+    prediction_checks = staticmethod(distribution_checks)  # rows are normalised
 
     def _from_probabilities(
         self, xp: ModuleType, y: Array, p: Array, with_grad: bool

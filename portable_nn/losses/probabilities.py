@@ -1,12 +1,14 @@
-"""Shared pieces of the probability-based losses: the clipping epsilon and argument checks."""
+"""Shared pieces of the cross-entropies: ``from_logits``/``epsilon`` settings, the clipping
+epsilon and the checks on probability inputs."""
 
 from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 from . import checks
+from .base import Loss
 
 Array = Any
 DEFAULT_EPSILON = 1e-7  # Keras' backend epsilon
@@ -28,7 +30,7 @@ def clip_epsilon(xp: ModuleType, epsilon: float, dtype: Any) -> float:
     This keeps ``1 - epsilon < 1`` in the dtype: in float32 ``1 - 1e-9 == 1`` and the clipped
     probability would give ``log(0)`` (keras#377). 1e-7 (the default) is kept as is in float32.
     """
-    return max(epsilon, 0.5 * xp.finfo(dtype).eps)
+    return max(epsilon, 0.5 * float(xp.finfo(dtype).eps))  # a Python float, never NumPy's
 
 
 def probability_checks(owner: str, xp: ModuleType, p: Array) -> list[checks.Check]:
@@ -58,4 +60,37 @@ def distribution_checks(owner: str, xp: ModuleType, p: Array) -> list[checks.Che
     return [(xp.logical_not(bad), message)]
 
 
-__all__ = ["DEFAULT_EPSILON", "check_settings", "clip_epsilon", "distribution_checks"]
+class _ProbabilisticLoss(Loss):  # "_": pnn.losses.get refuses it
+    """Base of the cross-entropies: ``from_logits`` and ``epsilon`` settings and config, and the
+    range check of ``y_pred`` when it holds probabilities (``prediction_checks``)."""
+
+    prediction_checks: ClassVar[Any] = staticmethod(probability_checks)
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        reduction: str = "mean",
+        name: str | None = None,
+        *,
+        epsilon: float = DEFAULT_EPSILON,
+    ) -> None:
+        self.from_logits, self.epsilon = check_settings(from_logits, epsilon)
+        super().__init__(reduction=reduction, name=name)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "from_logits": self.from_logits, "epsilon": self.epsilon}
+
+    def _value_checks(self, xp: ModuleType, t: Array, p: Array) -> list[checks.Check]:
+        found = super()._value_checks(xp, t, p)
+        if not self.from_logits:
+            found += self.prediction_checks(self.name, xp, p)
+        return found
+
+
+__all__ = [
+    "DEFAULT_EPSILON",
+    "check_settings",
+    "clip_epsilon",
+    "distribution_checks",
+    "probability_checks",
+]
