@@ -34,7 +34,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from portable_nn.backend import arrays as _arrays
+from portable_nn.backend import arrays as _arrays  # looked up per call (tests patch host_to)
 from portable_nn.backend import get_backend
 from portable_nn.backend.registry import enable_jax_float64, parse_device
 from portable_nn.random import Generator, get_generator

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from portable_nn.backend import is_array, namespace_of
+from portable_nn.validation import positive_int, real_number
 
 from .functions import (
     accuracy,
@@ -94,12 +94,9 @@ class BinaryAccuracy(Metric):
     fn = staticmethod(binary_accuracy)
 
     def __init__(self, threshold: float = 0.5, name: str | None = None) -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise TypeError(f"threshold must be a number. Received: threshold={threshold!r}")
-        if not math.isfinite(threshold):
-            raise ValueError(f"threshold must be finite. Received: threshold={threshold!r}")
+        threshold = real_number("threshold", threshold)
         super().__init__(name)
-        self.threshold = float(threshold)
+        self.threshold = threshold
 
     def _kwargs(self) -> dict[str, Any]:
         return {"threshold": self.threshold}
@@ -112,8 +109,7 @@ class TopKAccuracy(Metric):
     fn = staticmethod(sparse_top_k_categorical_accuracy)
 
     def __init__(self, k: int = 5, name: str | None = None) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer. Received: k={k!r}")
+        k = positive_int("k", k)
         super().__init__(name)
         self.k = k
 

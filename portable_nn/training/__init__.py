@@ -1,7 +1,7 @@
 """Keras-style training for models: compile / fit / evaluate / predict / train_step.
 
 ``mixin.py`` (fit, evaluate, predict), ``steps.py`` (compile and one batch), ``loop.py`` (the batch
-loops and device-side sums), ``checks.py`` (input checks, one sync), ``hooks.py`` (callbacks),
+loops, device-side sums and the callbacks' batch hooks), ``checks.py`` (input checks, one sync),
 ``rng.py`` (random state for checkpoints). Data placement and batching live in
 :mod:`portable_nn.data`.
 """
