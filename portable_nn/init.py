@@ -38,6 +38,7 @@ from portable_nn.backend import arrays as _arrays  # looked up per call (tests p
 from portable_nn.backend import get_backend
 from portable_nn.backend.registry import enable_jax_float64, parse_device
 from portable_nn.random import Generator, get_generator
+from portable_nn.validation import real_number
 
 Seed = int | Generator | None
 _TRUNCATED_STD = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
@@ -78,12 +79,6 @@ def _draw(shape: Any, seed: Seed, dtype: Any, device: Any, sample: Callable[...,
     shape, xp, place, name = _place(shape, dtype, device)
     host = get_generator(seed).host
     return _arrays.host_to(sample(host, shape, name), xp, place)
-
-
-def _check_std(stddev: float, name: str = "stddev") -> float:
-    if not (isinstance(stddev, (int, float)) and stddev >= 0.0 and math.isfinite(stddev)):
-        raise ValueError(f"{name} must be a finite non-negative number. Received: {stddev!r}")
-    return float(stddev)
 
 
 # -- constants --------------------------------------------------------------------------------
@@ -129,8 +124,8 @@ def normal(
     device: Any = None,
 ) -> Any:
     """``N(mean, stddev^2)`` (Keras ``RandomNormal``)."""
-    std = _check_std(stddev)
-    return _draw(shape, seed, dtype, device, lambda h, s, d: h.normal(s, float(mean), std, d))
+    mu, std = real_number("mean", mean), real_number("stddev", stddev, 0.0)
+    return _draw(shape, seed, dtype, device, lambda h, s, d: h.normal(s, mu, std, d))
 
 
 def uniform(
@@ -143,7 +138,7 @@ def uniform(
     device: Any = None,
 ) -> Any:
     """``U(minval, maxval)`` (Keras ``RandomUniform``)."""
-    low, high = float(minval), float(maxval)
+    low, high = real_number("minval", minval), real_number("maxval", maxval)
     if not low <= high:
         raise ValueError(
             f"minval must not exceed maxval. Received: minval={minval}, maxval={maxval}"
@@ -164,10 +159,8 @@ def truncated_normal(
 
     The result's std is about ``0.88 * stddev``.
     """
-    std = _check_std(stddev)
-    return _draw(
-        shape, seed, dtype, device, lambda h, s, d: h.truncated_normal(s, float(mean), std, d)
-    )
+    mu, std = real_number("mean", mean), real_number("stddev", stddev, 0.0)
+    return _draw(shape, seed, dtype, device, lambda h, s, d: h.truncated_normal(s, mu, std, d))
 
 
 def orthogonal(
@@ -189,7 +182,8 @@ def orthogonal(
         raise ValueError(
             f"orthogonal needs a shape with at least 2 dimensions. Received: shape={shape!r}"
         )
-    return _draw(dims, seed, dtype, device, lambda h, s, d: h.orthogonal(s, float(gain), d))
+    g = real_number("gain", gain)
+    return _draw(dims, seed, dtype, device, lambda h, s, d: h.orthogonal(s, g, d))
 
 
 # -- variance scaling -------------------------------------------------------------------------

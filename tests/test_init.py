@@ -190,6 +190,14 @@ def test_bad_arguments(backend: Any) -> None:
         init.normal((2,), stddev=-1.0)
     with pytest.raises(ValueError, match="minval"):
         init.uniform((2,), minval=1.0, maxval=0.0)
+    with pytest.raises(ValueError, match="mean=nan"):
+        init.normal((2,), mean=float("nan"))
+    with pytest.raises(ValueError, match="minval=nan"):
+        init.uniform((2,), minval=float("nan"))
+    with pytest.raises(TypeError, match="gain='1'"):
+        init.orthogonal((2, 2), gain="1")
+    with pytest.raises(TypeError, match="stddev=True"):
+        init.truncated_normal((2,), stddev=True)
     with pytest.raises(TypeError, match="value"):
         init.constant((2,), "x")
     with pytest.raises(ValueError, match="seed"):
