@@ -318,10 +318,12 @@ def setup_threads(requested: int | None) -> tuple[int, Any]:
     return threads, limiter
 
 
-def print_phases(spec: ModelSpec, contenders: list) -> None:
+def print_phases(spec: ModelSpec, contenders: list, quick: bool) -> None:
     """Forward, loss, backward and optimizer timed apart: min and median us per call."""
     phases = {c.name: c.phases() for c in contenders}
-    found = _timing.time_phases(phases, {c.name: c.sync for c in contenders})
+    syncs = {c.name: c.sync for c in contenders}
+    samples, min_time = (2, 0.0) if quick else (15, 0.02)
+    found = _timing.time_phases(phases, syncs, samples, min_time)
     names = list(phases)
     print(f"\n== phases {spec.label}: min / median us per call")
     print(f"{'phase':14s}" + "".join(f"{name:>28s}" for name in names))
@@ -349,11 +351,12 @@ def run_model(spec: ModelSpec, args: argparse.Namespace) -> tuple[list, dict, di
     steps = 2 if args.quick else None
     measured = _timing.run_interleaved(timed, args.repeats, args.min_time, args.warmup, steps)
     if args.phases:
-        print_phases(spec, [c for c in contenders if c.name.startswith(("pnn-", "handwritten-"))])
+        chosen = [c for c in contenders if c.name.startswith(("pnn-", "handwritten-"))]
+        print_phases(spec, chosen, args.quick)
     if args.profile:
         for c in contenders:
             if c.name.startswith(("pnn-", "handwritten-")):
-                steps = measured[c.name].steps_per_repeat
+                steps = 2 if args.quick else measured[c.name].steps_per_repeat
                 print(f"\n== profile {spec.label} {c.name} ({steps} steps)")
                 print(_timing.profile_steps(c.step, steps, top=args.profile))
     return summarise(spec, measured, args), check, skipped

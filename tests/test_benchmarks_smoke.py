@@ -51,20 +51,15 @@ def test_cli_quick_run_writes_json(tmp_path: Path) -> None:
         assert all(check["ok"] for check in document["correctness"][model].values())
 
 
-def test_main_in_process_does_not_import_cupy(tmp_path: Path) -> None:
+def test_main_in_process_does_not_import_cupy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     already = "cupy" in sys.modules
-    code = mlp.main(
-        [
-            "--quick",
-            "--models",
-            "tiny",
-            "--backend",
-            "numpy,torch",
-            "--out",
-            str(tmp_path / "t.json"),
-        ]
-    )
-    assert code == 0
+    argv = ["--quick", "--models", "tiny", "--backend", "numpy,torch", "--phases", "--profile", "5"]
+    assert mlp.main([*argv, "--out", str(tmp_path / "t.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "== phases" in printed and "optimizer" in printed
+    assert "== profile" in printed and "us/step" in printed
     rows = json.loads((tmp_path / "t.json").read_text())["results"]
     assert {"pnn-torch-cpu", "pnn-numpy"} <= {r["contender"] for r in rows}
     assert already or "cupy" not in sys.modules
