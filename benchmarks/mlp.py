@@ -194,6 +194,7 @@ def summarise(spec: ModelSpec, measured: dict, args: argparse.Namespace) -> list
             row["ratio_to_handwritten"] = _timing.ratio(
                 m.median_throughput, measured[ref].median_throughput
             )
+            row["paired_ratio_to_handwritten"] = _timing.paired_ratio(m, measured[ref])
         if name.startswith("pnn-numpy") and args.torch_device == "cpu" and not args.quick:
             row["target_ratio_to_pytorch"] = spec.target
             row["meets_target"] = (
