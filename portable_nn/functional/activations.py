@@ -97,8 +97,13 @@ def relu(x: Array) -> Array:
 
 
 def relu_grad(x: Array, dy: Array) -> Array:
-    """``dy`` where ``x > 0``, else 0."""
-    return namespace_of(x).where(x > 0, dy, 0.0)
+    """``dy * [x > 0]``: ``dy`` where ``x > 0``, else 0.
+
+    A product with the 0/1 mask rather than ``xp.where``: on NumPy a ``where`` over a random mask
+    is about 10x slower (branch mispredictions), and this runs in every ReLU backward. Unlike
+    ``where``, a NaN in ``dy`` at ``x <= 0`` stays NaN (it is not hidden).
+    """
+    return dy * namespace_of(x).astype(x > 0, dy.dtype)
 
 
 def leaky_relu(x: Array, alpha: float = 0.01) -> Array:
