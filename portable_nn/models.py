@@ -17,7 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from portable_nn import random as pnn_random
-from portable_nn.layers.base import Layer, Shape, check_entries, format_shape, layer_from_config
+from portable_nn.layers.base import (
+    Layer,
+    Shape,
+    check_entries,
+    format_shape,
+    layer_from_config,
+    unique_name,
+)
 from portable_nn.training import TrainingMixin
 
 
@@ -27,7 +34,7 @@ class Sequential(TrainingMixin, Layer):
     Parameters
     ----------
     layers : layers to add in order (each a :class:`~portable_nn.layers.base.Layer`).
-    name : model name (default ``"sequential"``).
+    name : model name (default ``"sequential"``, then ``"sequential_1"``, ... as Keras).
     seed : seed of ``model.generator`` (shuffling in ``fit``); ``None`` derives one from the
         global generator, so ``pnn.seed(n)`` makes the whole run reproducible.
     """
@@ -37,7 +44,7 @@ class Sequential(TrainingMixin, Layer):
     def __init__(
         self, layers: list[Layer] | None = None, name: str | None = None, *, seed: int | None = None
     ) -> None:
-        self.name = name or "sequential"
+        self.name = name or unique_name("sequential")
         self.params: dict[str, Any] = {}  # always empty: the arrays live in the layers
         self.state: dict[str, Any] = {}
         self.layers: list[Layer] = []

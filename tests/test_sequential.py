@@ -402,3 +402,17 @@ def test_backward_without_input_gradient(backend: Any) -> None:
         for key, value in full.items():
             np.testing.assert_array_equal(backend.to_numpy(grads[key]), backend.to_numpy(value))
     assert pnn.Sequential([Dense(2), Dropout(0.5)]).has_training_behaviour
+
+
+def test_default_names_are_unique_and_keras_style():
+    from portable_nn.layers.base import default_name
+
+    assert default_name("BatchNormalization") == "batch_normalization"
+    assert default_name("LeakyReLU") == "leaky_re_lu"
+    first, second = pnn.layers.Dense(2), pnn.layers.Dense(2)
+    assert first.name.startswith("dense") and second.name.startswith("dense_")
+    assert first.name != second.name
+    named = pnn.layers.Dense(2, name="head")
+    assert named.name == "head"
+    model = pnn.Sequential([first, second])
+    assert pnn.Sequential.from_config(model.get_config()).layers[1].name == second.name

@@ -20,6 +20,7 @@ or up front when ``input_shape`` is given, on the active backend's device and dt
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from portable_nn.backend import namespace_and_device
@@ -27,6 +28,23 @@ from portable_nn.backend import namespace_and_device
 Shape = tuple[Any, ...]
 
 LAYER_REGISTRY: dict[str, type[Layer]] = {}
+
+
+_NAMES_USED: dict[str, int] = {}
+
+
+def default_name(class_name: str) -> str:
+    """Keras-style snake case: ``BatchNormalization`` -> ``batch_normalization``, ``ReLU`` ->
+    ``re_lu``."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", class_name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(base: str) -> str:
+    """``base`` the first time, then ``base_1``, ``base_2``, ... (as Keras names layers)."""
+    count = _NAMES_USED.get(base, 0)
+    _NAMES_USED[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
 
 
 class Layer:
@@ -40,7 +58,7 @@ class Layer:
         LAYER_REGISTRY[cls.__name__] = cls
 
     def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
-        self.name = name or type(self).__name__.lower()
+        self.name = name or unique_name(default_name(type(self).__name__))
         self.params: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
         self.built = False
