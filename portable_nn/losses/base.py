@@ -135,7 +135,8 @@ class Loss:
         total = xp.sum(values)
         if self.reduction == "mean":
             total = total / math.prod(values.shape)
-        return xp.asarray(total)  # NumPy reductions give NumPy scalars, not 0-d arrays
+        # NumPy reductions give NumPy scalars, not 0-d arrays; the other libraries give arrays
+        return total if type(total) is type(values) else xp.asarray(total)
 
     def _scale(self, grads: Array, p: Array) -> Array:
         return grads * (1.0 / self._count(p)) if self.reduction == "mean" else grads

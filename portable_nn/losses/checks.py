@@ -22,8 +22,24 @@ def shape_text(x: Array) -> str:
     return "(" + ", ".join(str(s) for s in x.shape) + ("," if x.ndim == 1 else "") + ")"
 
 
+_NAMESPACE_BY_TYPE: dict[type, ModuleType] = {}  # array types already seen to be arrays
+_ISDTYPE: dict[tuple[Any, Any, Any], bool] = {}
+
+
 def namespace(owner: str, y_true: Any, y_pred: Any) -> ModuleType:
-    """The shared namespace of ``y_true`` and ``y_pred`` (``TypeError``/``ValueError`` if none)."""
+    """The shared namespace of ``y_true`` and ``y_pred`` (``TypeError``/``ValueError`` if none).
+
+    Fast path (every training step): both of one array type already seen and equal ``.device``
+    attributes; anything else gets the full check of ``namespace_and_device``.
+    """
+    kind = type(y_pred)
+    xp = _NAMESPACE_BY_TYPE.get(kind)
+    if xp is not None and type(y_true) is kind:
+        try:
+            if y_true.device == y_pred.device:
+                return xp
+        except Exception:  # noqa: BLE001 - e.g. a tracer without a device: take the full check
+            pass
     for what, value in (("y_true", y_true), ("y_pred", y_pred)):
         if not is_array(value):
             raise TypeError(
@@ -34,11 +50,24 @@ def namespace(owner: str, y_true: Any, y_pred: Any) -> ModuleType:
         xp, _ = namespace_and_device(y_true, y_pred)
     except ValueError as exc:
         raise ValueError(f"{owner}: y_true and y_pred: {exc}") from None
+    _NAMESPACE_BY_TYPE[kind] = xp
     return xp
 
 
+def isdtype(xp: ModuleType, dtype: Any, kind: Any) -> bool:
+    """``xp.isdtype(dtype, kind)``, remembered per (namespace, dtype, kind)."""
+    key = (xp, dtype, kind)
+    try:
+        return _ISDTYPE[key]
+    except KeyError:
+        answer = _ISDTYPE[key] = bool(xp.isdtype(dtype, kind))
+        return answer
+    except TypeError:  # an unhashable dtype object
+        return bool(xp.isdtype(dtype, kind))
+
+
 def require_float_predictions(owner: str, xp: ModuleType, y_pred: Array) -> None:
-    if not xp.isdtype(y_pred.dtype, "real floating"):
+    if not isdtype(xp, y_pred.dtype, "real floating"):
         raise TypeError(
             f"{owner}: y_pred must be a real floating array (scores, logits or probabilities). "
             f"Received: dtype={y_pred.dtype}"
@@ -47,7 +76,7 @@ def require_float_predictions(owner: str, xp: ModuleType, y_pred: Array) -> None
 
 def float_targets(owner: str, xp: ModuleType, y_true: Array, dtype: Any) -> Array:
     """Real floating, integer or boolean targets, cast to the predictions' ``dtype``."""
-    if not xp.isdtype(y_true.dtype, ("real floating", "integral", "bool")):
+    if not isdtype(xp, y_true.dtype, ("real floating", "integral", "bool")):
         raise TypeError(
             f"{owner}: y_true must be a real (float, integer or bool) array. "
             f"Received: dtype={y_true.dtype}"
@@ -70,7 +99,7 @@ def require_nonempty(owner: str, y_pred: Array, samples: int) -> None:
 
 def finite_targets(owner: str, xp: ModuleType, y_true: Array) -> list[Check]:
     """Check that floating targets contain no NaN or infinity (integer targets always pass)."""
-    if not xp.isdtype(y_true.dtype, "real floating"):
+    if not isdtype(xp, y_true.dtype, "real floating"):
         return []
     return [
         (
@@ -108,6 +137,7 @@ __all__ = [
     "Check",
     "finite_targets",
     "float_targets",
+    "isdtype",
     "labels_in_range",
     "namespace",
     "require_float_predictions",

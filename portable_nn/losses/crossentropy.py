@@ -70,7 +70,7 @@ class SparseCategoricalCrossentropy(_Crossentropy):
     default_name = "sparse_categorical_crossentropy"
 
     def _targets(self, xp: ModuleType, y_true: Array, y_pred: Array) -> Array:
-        if not xp.isdtype(y_true.dtype, "integral"):
+        if not checks.isdtype(xp, y_true.dtype, "integral"):
             raise TypeError(
                 f"{self.name}: y_true must hold integer class labels. Received: "
                 f"dtype={y_true.dtype} (use CategoricalCrossentropy for one-hot or soft targets)"
