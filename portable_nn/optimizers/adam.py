@@ -20,9 +20,17 @@ class Adam(Optimizer):
         v_max <- max(v_max, v)                         # amsgrad only; then v_max replaces v
         p <- p - lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + epsilon)
 
-    ``epsilon`` is added *outside* the square root (torch's and the paper's form). AMSGrad:
-    Reddi et al. 2018, https://openreview.net/forum?id=ryQu7f-RZ, with torch's bias correction.
-    Slots: ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq`` (amsgrad), as torch names them.
+    ``epsilon`` is added *outside* the square root (torch's and the paper's form). Both paths
+    compute the last line with the bias correction folded into scalars (one division, no
+    ``sqrt(v) / sqrt(1 - beta_2**t)`` pass; mathematically identical, rounding differs from
+    torch's by a few ulp)::
+
+        p <- p - (lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)) * m
+                   / (sqrt(v) + epsilon * sqrt(1 - beta_2**t))
+
+    AMSGrad: Reddi et al. 2018, https://openreview.net/forum?id=ryQu7f-RZ, with torch's
+    bias correction. Slots: ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq`` (amsgrad), as
+    torch names them.
     """
 
     _hyper_keys = ("beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay")
@@ -51,14 +59,15 @@ class Adam(Optimizer):
 
     def _constants(self, step: int, lr: float) -> tuple:
         b1, b2 = self.beta_1, self.beta_2
-        step_size = lr / (1.0 - b1**step)  # bias corrections as Python floats
-        bc2_sqrt = math.sqrt(1.0 - b2**step)
+        bc2_sqrt = math.sqrt(1.0 - b2**step)  # bias corrections as Python floats
+        step_size = lr * bc2_sqrt / (1.0 - b1**step)  # folded: see the class docstring
         wd = self.weight_decay
         l2, shrink = (0.0, 1.0 - lr * wd) if self._decoupled else (wd, 1.0)
-        return (b1, 1.0 - b1, b2, 1.0 - b2, step_size, bc2_sqrt, self.epsilon, l2, shrink)
+        eps_hat = self.epsilon * bc2_sqrt
+        return (b1, 1.0 - b1, b2, 1.0 - b2, step_size, eps_hat, l2, shrink)
 
     def _update_pure(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> tuple[Any, dict]:
-        b1, c1, b2, c2, step_size, bc2_sqrt, eps, l2, shrink = c
+        b1, c1, b2, c2, step_size, eps_hat, l2, shrink = c
         if l2:
             g = g + l2 * p
         if shrink != 1.0:
@@ -68,30 +77,34 @@ class Adam(Optimizer):
         new = {"exp_avg": m, "exp_avg_sq": v}
         if self.amsgrad:
             v = new["max_exp_avg_sq"] = xp.maximum(slots["max_exp_avg_sq"], v)
-        denom = xp.sqrt(v) / bc2_sqrt + eps
-        return p - step_size * (m / denom), new
+        denom = xp.sqrt(v) + eps_hat
+        return p - (m / denom) * step_size, new
 
     def _update_inplace(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> None:
-        b1, c1, b2, c2, step_size, bc2_sqrt, eps, l2, shrink = c
+        """``_update_pure``'s operations in the same order (so the same rounding), written
+        into ``p`` and the slots; two parameter-sized temporaries live at a time at most."""
+        b1, c1, b2, c2, step_size, eps_hat, l2, shrink = c
         if l2:
             g = g + l2 * p
         if shrink != 1.0:
             p *= shrink
         m, v = slots["exp_avg"], slots["exp_avg_sq"]
+        tmp = g * c1  # m <- b1 * m + c1 * g
         m *= b1
-        m += c1 * g
-        sq = g * g
-        sq *= c2
+        m += tmp
+        tmp = g * g  # v <- b2 * v + c2 * g**2
+        tmp *= c2
         v *= b2
-        v += sq
+        v += tmp
+        del tmp  # freed before the next temporary: the allocator can hand its memory back
         if self.amsgrad:
             v_max = slots["max_exp_avg_sq"]
             v_max[...] = xp.maximum(v_max, v)
             v = v_max
-        denom = xp.sqrt(v)
-        denom /= bc2_sqrt
-        denom += eps
+        denom = xp.sqrt(v)  # p <- p - step_size * m / (sqrt(v) + eps_hat)
+        denom += eps_hat
         delta = m / denom
+        del denom
         delta *= step_size
         p -= delta
 
