@@ -428,8 +428,12 @@ def test_mixed_libraries_or_devices(backend):
         other, match = torch.zeros((N, C)), "two backends"
     else:
         other, match = np.zeros((N, C), dtype=np.float32), "two backends"
+    loss = losses.MeanSquaredError()
+    loss(y_pred, y_pred)  # a first good call: the fast path now knows this array type
     with pytest.raises(ValueError, match=match):
-        losses.MeanSquaredError()(other, y_pred)
+        loss(other, y_pred)
+    with pytest.raises(ValueError, match=match):
+        loss(y_pred, other)
 
 
 def test_non_arrays_and_empty_batches(backend):
