@@ -353,6 +353,23 @@ def test_uint8_label_out_of_range_is_named(backend):
         losses.SparseCategoricalCrossentropy(from_logits=True)(labels, _probs(backend))
 
 
+def test_label_dtype_narrower_than_the_classes(backend):
+    """int8 labels with 200 classes: only negatives can be out of range; uint8 with 300: none."""
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    logits = np.random.default_rng(0).standard_normal((N, 300))
+    with pytest.raises(ValueError, match="class label -1 .*position 1.*200 classes"):
+        loss(
+            backend.asarray(np.array([0, -1, 5, 127], dtype=np.int8)),
+            backend.asarray(logits[:, :200], "float32"),
+        )
+    labels = np.array([0, 255, 5, 127])
+    got = loss(backend.asarray(labels.astype(np.uint8)), backend.asarray(logits, "float32"))
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    expected = -np.mean(logp[np.arange(N), labels])
+    np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nan_or_inf_targets(backend, bad):
     y_true = np.full((N, C), 0.25)

@@ -23,7 +23,7 @@ def shape_text(x: Array) -> str:
 
 
 _NAMESPACE_BY_TYPE: dict[type, ModuleType] = {}  # array types already seen to be arrays
-_ISDTYPE: dict[tuple[Any, Any, Any], bool] = {}
+_ISDTYPE: dict[tuple[Any, Any, Any], Any] = {}  # isdtype answers and integer ranges
 
 
 def namespace(owner: str, y_true: Any, y_pred: Any) -> ModuleType:
@@ -109,19 +109,30 @@ def finite_targets(owner: str, xp: ModuleType, y_true: Array) -> list[Check]:
     ]
 
 
+def _int_range(xp: ModuleType, dtype: Any) -> tuple[int, int]:
+    key = (xp, dtype, "iinfo")
+    found = _ISDTYPE.get(key)
+    if found is None:
+        info = xp.iinfo(dtype)
+        found = _ISDTYPE[key] = (int(info.min), int(info.max))
+    return found
+
+
 def labels_in_range(owner: str, xp: ModuleType, labels: Array, classes: int) -> list[Check]:
     """Check that integer labels lie in ``[0, classes)``; the message names a bad label."""
-    info = xp.iinfo(labels.dtype)
-    bad = None
-    if info.min < 0:
-        bad = labels < 0
-    if classes <= info.max:
-        above = labels >= classes
-        bad = above if bad is None else (bad | above)
-    if bad is None:
+    lowest, highest = _int_range(xp, labels.dtype)
+    check_low, check_high = lowest < 0, classes <= highest  # else the dtype cannot hold them
+    if check_low and check_high:
+        ok = xp.all((labels >= 0) & (labels < classes))
+    elif check_low or check_high:
+        ok = xp.all(labels >= 0) if check_low else xp.all(labels < classes)
+    else:
         return []
 
     def message() -> str:
+        bad = labels < 0 if check_low else None
+        if check_high:
+            bad = labels >= classes if bad is None else (bad | (labels >= classes))
         flat = xp.reshape(bad, (-1,))
         position = int(xp.argmax(xp.astype(flat, xp.int32)))
         value = int(xp.reshape(labels, (-1,))[position])
@@ -130,7 +141,7 @@ def labels_in_range(owner: str, xp: ModuleType, labels: Array, classes: int) -> 
             f"range for y_pred with {classes} classes; labels must be in [0, {classes - 1}]"
         )
 
-    return [(xp.logical_not(xp.any(bad)), message)]
+    return [(ok, message)]
 
 
 __all__ = [
