@@ -23,35 +23,13 @@ import _common
 import numpy as np
 
 import portable_nn as pnn
+from portable_nn.digits import build_digits_mlp, load_digits_split
 
 L = pnn.layers
 
-
-def load_data(seed: int = 0, test_size: float = 0.25) -> tuple[tuple, tuple]:
-    """``((x_train, y_train), (x_test, y_test))``: float32 standardised pixels, int64 labels."""
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as exc:
-        raise ImportError(
-            "this example needs scikit-learn: pip install 'portable-nn[examples]'"
-        ) from exc
-    x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_size, random_state=seed, stratify=y
-    )
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-    std[std == 0.0] = 1.0  # constant border pixels
-    scale = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
-    return (scale(x_train), y_train.astype(np.int64)), (scale(x_test), y_test.astype(np.int64))
-
-
-def build_mlp(units: tuple[int, ...] = (256, 128), dropout: float = 0.2) -> pnn.Sequential:
-    """Dense -> BatchNorm -> ReLU -> Dropout blocks, then 10 logits."""
-    blocks: list[pnn.layers.Layer] = []
-    for u in units:  # no bias before BatchNorm: its beta plays that role
-        blocks += [L.Dense(u, use_bias=False), L.BatchNormalization(), L.ReLU(), L.Dropout(dropout)]
-    return pnn.Sequential([*blocks, L.Dense(10)], name="digits_mlp")
+# the demo's data split and MLP (portable_nn/digits.py), under this example's names
+load_data = load_digits_split
+build_mlp = build_digits_mlp
 
 
 def build_article_net(hidden: int = 30) -> pnn.Sequential:
