@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from portable_nn.backend import namespace_of
+from portable_nn.backend import namespace_and_device, namespace_of
 
 Check = tuple[Any, Callable[[], str]]  # (0-d boolean "all good", message builder)
 
@@ -72,3 +72,18 @@ def run_checks(checks: list[Check]) -> None:
 
 
 __all__ = ["Check", "non_negative_int", "positive_int", "real_number", "run_checks"]
+
+
+def check_like(label: str, value: Any, reference: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` matches ``reference`` in shape, dtype, namespace and
+    device; messages start with ``label`` (e.g. ``"model: parameter '0.weight'"``)."""
+    if tuple(value.shape) != tuple(reference.shape):
+        raise ValueError(
+            f"{label} has shape {tuple(value.shape)}, expected {tuple(reference.shape)}"
+        )
+    if value.dtype != reference.dtype:
+        raise ValueError(f"{label} has dtype {value.dtype}, expected {reference.dtype}")
+    try:
+        namespace_and_device(value, reference)
+    except ValueError as exc:
+        raise ValueError(f"{label}: {exc}") from None

@@ -24,6 +24,7 @@ import re
 from typing import Any, ClassVar
 
 from portable_nn.backend import namespace_and_device
+from portable_nn.validation import check_like
 
 Shape = tuple[Any, ...]
 
@@ -194,20 +195,7 @@ def check_entries(owner: str, own: dict[str, Any], values: dict[str, Any], what:
     for key, value in values.items():
         if key not in own:
             raise ValueError(f"{owner}: unknown {what} {key!r}; expected one of {sorted(own)}")
-        current = own[key]
-        if tuple(value.shape) != tuple(current.shape):
-            raise ValueError(
-                f"{owner}: {what} {key!r} has shape {tuple(value.shape)}, "
-                f"expected {tuple(current.shape)}"
-            )
-        if value.dtype != current.dtype:
-            raise ValueError(
-                f"{owner}: {what} {key!r} has dtype {value.dtype}, expected {current.dtype}"
-            )
-        try:
-            namespace_and_device(value, current)
-        except ValueError as exc:
-            raise ValueError(f"{owner}: {what} {key!r}: {exc}") from None
+        check_like(f"{owner}: {what} {key!r}", value, own[key])
 
 
 def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:

@@ -8,7 +8,8 @@ from typing import Any
 
 import array_api_compat
 
-from portable_nn.backend import backend_name_of, namespace_and_device, namespace_of
+from portable_nn.backend import backend_name_of, namespace_of
+from portable_nn.validation import check_like
 
 # type -> True/False when writeability is a property of the class, None when it is per array
 # (NumPy's ``flags.writeable``). Mirrors ``array_api_compat.is_writeable_array`` at a dict lookup.
@@ -134,16 +135,4 @@ def _check_slot(key: str, value: Any, ref: Any) -> None:
         raise ValueError(f"optimizer state entry {key!r} is not an array: {type(value).__name__}")
     if ref is None:
         return
-    if tuple(value.shape) != tuple(ref.shape):
-        raise ValueError(
-            f"optimizer state entry {key!r} has shape {tuple(value.shape)}, "
-            f"expected {tuple(ref.shape)}"
-        )
-    if value.dtype != ref.dtype:
-        raise ValueError(
-            f"optimizer state entry {key!r} has dtype {value.dtype}, expected {ref.dtype}"
-        )
-    try:
-        namespace_and_device(value, ref)
-    except ValueError as exc:
-        raise ValueError(f"optimizer state entry {key!r}: {exc}") from None
+    check_like(f"optimizer state entry {key!r}", value, ref)
