@@ -258,3 +258,14 @@ def test_config_round_trip(cls: Any) -> None:
     assert clone.get_config() == config
     assert sorted(clone.params) == ["gamma"] and clone.epsilon == 1e-3
     assert sorted(clone.buffers()) == sorted(layer.buffers())
+
+
+def test_batchnorm_without_gamma_beta_checks_input_against_buffers(backend):
+    """With center=scale=False there are no parameters: the running statistics are the reference."""
+    layer = pnn.layers.BatchNormalization(center=False, scale=False)
+    layer(backend.asarray(np.ones((4, 3), dtype=np.float32)))
+    with pytest.raises(TypeError, match="dtype"):
+        layer.forward(backend.asarray(np.ones((4, 3))), training=True)
+    if backend.name != "numpy":  # a plain NumPy input is foreign to every other backend
+        with pytest.raises(ValueError, match="differ"):
+            layer.forward(np.ones((4, 3), dtype=np.float32), training=True)

@@ -95,8 +95,9 @@ class Layer:
 
     def check_input(self, x: Any) -> None:
         """Raise ``ValueError`` naming both shapes when ``x`` does not match the built input shape,
-        and when ``x`` lives in another namespace/device than the parameters (``TypeError`` for
-        another dtype). Fast path: Python tuple compare and the standard's ``.device`` attribute."""
+        and when ``x`` lives in another namespace/device than the parameters (the buffers when
+        there are none); ``TypeError`` for another dtype. Fast path: Python tuple compare and the
+        standard's ``.device`` attribute."""
         expected = self.input_shape
         if expected is not None and tuple(x.shape)[1:] != expected[1:]:
             got = tuple(x.shape)
@@ -107,18 +108,19 @@ class Layer:
                     f"{self.name}: expected input of shape {format_shape(expected)}, "
                     f"received shape {format_shape(got)}"
                 )
-        if self.params:
-            first = next(iter(self.params.values()))
+        arrays = self.params or self.state  # a layer with buffers only compares with those
+        if arrays:
+            first = next(iter(arrays.values()))
             device = getattr(x, "device", None)
             same = type(x) is type(first) and device is not None
             if not same or device != getattr(first, "device", None):
                 try:
                     namespace_and_device(x, first)
                 except ValueError as exc:
-                    raise ValueError(f"{self.name}: input and parameters differ: {exc}") from None
+                    raise ValueError(f"{self.name}: input and weights differ: {exc}") from None
             if x.dtype != first.dtype:
                 raise TypeError(
-                    f"{self.name}: input dtype {x.dtype} differs from the parameters' dtype "
+                    f"{self.name}: input dtype {x.dtype} differs from the weights' dtype "
                     f"{first.dtype}; cast the input (pnn.asarray does) or change the backend dtype"
                 )
 

@@ -6,7 +6,7 @@ import math
 import warnings
 from typing import Any
 
-from portable_nn.backend import namespace_and_device, namespace_of
+from portable_nn.backend import namespace_of
 
 from ._checks import check_gradient, real_number, require_floating
 from ._weights import make_weight
@@ -122,8 +122,6 @@ class BatchNormalization(_Normalization):
     def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
         require_floating(self.name, x)
         self.ensure_built(x)
-        if not self.params:
-            self._check_against_buffers(x)
         if training:
             return self._forward_train(x)
         xp = namespace_of(x)
@@ -163,19 +161,6 @@ class BatchNormalization(_Normalization):
         n = math.prod(shape[:-1])
         # dL/dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))
         return g_scale * (dy - dbeta / n - xhat * (dgamma / n)), grads
-
-    def _check_against_buffers(self, x: Any) -> None:
-        """Without gamma/beta the base check has no parameter to compare ``x`` with."""
-        reference = self.state["running_mean"]
-        try:
-            namespace_and_device(x, reference)
-        except ValueError as exc:
-            raise ValueError(f"{self.name}: input and running statistics differ: {exc}") from None
-        if x.dtype != reference.dtype:
-            raise TypeError(
-                f"{self.name}: input dtype {x.dtype} differs from the running statistics' "
-                f"dtype {reference.dtype}"
-            )
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum}
