@@ -46,7 +46,7 @@ class Sequential(TrainingMixin, Layer):
     ) -> None:
         self.name = name or unique_name("sequential")
         self.params: dict[str, Any] = {}  # always empty: the arrays live in the layers
-        self.state: dict[str, Any] = {}
+        self.bufs: dict[str, Any] = {}
         self.layers: list[Layer] = []
         self._built = False
         if seed is None:

@@ -1,25 +1,35 @@
-"""Argument and value checks shared across the library (layers, losses, optimizers, callbacks,
-training). Errors name the argument and echo the value received, Keras style::
+"""Every argument and value check of the library, one helper per kind.
+
+Errors name the argument and echo the value received, Keras style::
 
     Expected a positive integer. Received: units=0
 
-Value checks on arrays are *lazy*: each :data:`Check` pairs a 0-d boolean "all good" array,
-computed on the data's device, with a function building the error message.
-:func:`run_checks` combines them and reads ONE flag back to the host (one device sync on the
-happy path); only when it is false are the individual flags read to name the culprit.
+* **Arguments** (Python values): :func:`positive_int`, :func:`non_negative_int`,
+  :func:`real_number`, :func:`positive`, :func:`non_negative`, :func:`fraction`, :func:`flag`,
+  :func:`choice`, :func:`text`. Integers follow Keras (``ValueError`` for anything but an int in
+  range); real numbers raise ``TypeError`` for a non-number and ``ValueError`` for NaN, inf or a
+  value out of range.
+* **Arrays** (no device work): :func:`require_dtype`, :func:`require_shape`, :func:`check_like`,
+  :func:`format_shape`.
+* **Values on the device** are *lazy*: a :data:`Check` pairs a 0-d boolean "all good" array,
+  computed where the data lives, with a function building the message (:func:`all_finite`,
+  :func:`labels_in_range`). :func:`run_checks` combines them and reads ONE flag back to the
+  host (one device sync on the happy path); only when it is false are the flags read one by
+  one to name the culprit.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from portable_nn.backend import namespace_and_device, namespace_of
+from portable_nn.backend import has_dtype, namespace_and_device, namespace_of
 
 Check = tuple[Any, Callable[[], str]]  # (0-d boolean "all good", message builder)
 
 
+# -- arguments --------------------------------------------------------------------------------
 def positive_int(name: str, value: Any) -> int:
     """``value`` when it is an ``int`` > 0 (bool refused), else ``ValueError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -35,11 +45,7 @@ def non_negative_int(name: str, value: Any) -> int:
 
 
 def real_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
-    """``value`` as a Python float when it is a finite real number in ``[low, high]``.
-
-    ``TypeError`` for anything but an int/float (bool refused), ``ValueError`` for NaN, inf or
-    a value out of range; both name ``name`` and echo ``value``.
-    """
+    """``value`` as a Python float when it is a finite real number in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a real number. Received: {name}={value!r}")
     number = float(value)
@@ -50,6 +56,122 @@ def real_number(name: str, value: Any, low: float = -math.inf, high: float = mat
             f"{name} must be a finite number in [{low}, {high}]. Received: {name}={value!r}"
         )
     return number
+
+
+def positive(name: str, value: Any) -> float:
+    """A finite real number > 0, as a Python float."""
+    number = real_number(name, value)
+    if number <= 0.0:
+        raise ValueError(f"{name} must be > 0. Received: {name}={value!r}")
+    return number
+
+
+def non_negative(name: str, value: Any) -> float:
+    """A finite real number >= 0, as a Python float."""
+    number = real_number(name, value)
+    if number < 0.0:
+        raise ValueError(f"{name} must be >= 0. Received: {name}={value!r}")
+    return number
+
+
+def fraction(name: str, value: Any) -> float:
+    """A real number in ``[0, 1)`` (rates, decays, momentum, validation_split)."""
+    number = real_number(name, value)
+    if not 0.0 <= number < 1.0:
+        raise ValueError(f"{name} must be in [0, 1). Received: {name}={value!r}")
+    return number
+
+
+def flag(name: str, value: Any) -> bool:
+    """``True`` or ``False`` exactly (``TypeError`` for 0, 1, None, ...)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False. Received: {name}={value!r}")
+    return value
+
+
+def choice(name: str, value: Any, options: Iterable[Any]) -> Any:
+    """``value`` when it is one of ``options``, else ``ValueError`` listing them."""
+    options = tuple(options)
+    if isinstance(value, bool) or value not in options:
+        listed = ", ".join(repr(o) for o in options)
+        raise ValueError(f"{name} must be one of {listed}. Received: {name}={value!r}")
+    return value
+
+
+def text(name: str, value: Any) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"Expected a non-empty string. Received: {name}={value!r}")
+    return value
+
+
+# -- arrays -----------------------------------------------------------------------------------
+def format_shape(shape: Iterable[Any]) -> str:
+    """``(None, 3)``-style text of a shape (a batch axis may be ``None``); ``(3,)`` for 1-D."""
+    return str(tuple(None if s is None else int(s) for s in shape))
+
+
+def require_dtype(label: str, x: Any, kind: Any, expected: str, hint: str = "") -> None:
+    """``TypeError`` unless ``x.dtype`` is of ``kind`` (``xp.isdtype`` kinds, cached)::
+
+        {label} must be {expected}. Received: dtype={x.dtype}{hint}
+    """
+    if not has_dtype(x, kind):
+        raise TypeError(f"{label} must be {expected}. Received: dtype={x.dtype}{hint}")
+
+
+def require_shape(label: str, x: Any, expected: tuple[Any, ...], hint: str = "") -> None:
+    """``ValueError`` unless ``x.shape == expected`` (never silent broadcasting)."""
+    if tuple(x.shape) != tuple(expected):
+        raise ValueError(
+            f"{label} has shape {format_shape(x.shape)}, expected {format_shape(expected)}{hint}"
+        )
+
+
+def check_like(label: str, value: Any, reference: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` matches ``reference`` in shape, dtype, namespace and
+    device; messages start with ``label`` (e.g. ``"model: parameter '0.weight'"``)."""
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise ValueError(f"{label} is not an array: {type(value).__name__}")
+    require_shape(label, value, tuple(reference.shape))
+    if value.dtype != reference.dtype:
+        raise ValueError(f"{label} has dtype {value.dtype}, expected {reference.dtype}")
+    try:
+        namespace_and_device(value, reference)
+    except ValueError as exc:
+        raise ValueError(f"{label}: {exc}") from None
+
+
+# -- values on the device (lazy, one read-back) -----------------------------------------------
+def all_finite(label: str, x: Any) -> list[Check]:
+    """``[check that x holds no NaN/inf]`` for floating ``x``; ``[]`` for integers and bools."""
+    if not has_dtype(x, "real floating"):
+        return []
+    xp = namespace_of(x)
+    return [(xp.all(xp.isfinite(x)), lambda: f"{label} contains NaN or infinite values")]
+
+
+def labels_in_range(label: str, labels: Any, classes: int) -> list[Check]:
+    """``[check that integer labels lie in [0, classes)]``; the message names a bad label and
+    its flat position. Bounds the dtype already guarantees are not computed."""
+    xp = namespace_of(labels)
+    info = xp.iinfo(labels.dtype)
+    check_low, check_high = int(info.min) < 0, classes <= int(info.max)
+    if not (check_low or check_high):
+        return []
+    low, high = (labels >= 0) if check_low else None, (labels < classes) if check_high else None
+    ok = low if high is None else high if low is None else low & high
+
+    def message() -> str:
+        flat = xp.reshape(xp.logical_not(ok), (-1,))
+        position = int(xp.argmax(xp.astype(flat, xp.int32)))
+        value = int(xp.reshape(labels, (-1,))[position])
+        return (
+            f"{label}: class label {value} (at flat position {position}) is out of range for "
+            f"{classes} classes; labels must be in [0, {classes - 1}]"
+        )
+
+    return [(xp.all(ok), message)]
 
 
 def run_checks(checks: list[Check]) -> None:
@@ -71,19 +193,22 @@ def run_checks(checks: list[Check]) -> None:
             raise ValueError(message())
 
 
-__all__ = ["Check", "non_negative_int", "positive_int", "real_number", "run_checks"]
-
-
-def check_like(label: str, value: Any, reference: Any) -> None:
-    """Raise ``ValueError`` unless ``value`` matches ``reference`` in shape, dtype, namespace and
-    device; messages start with ``label`` (e.g. ``"model: parameter '0.weight'"``)."""
-    if tuple(value.shape) != tuple(reference.shape):
-        raise ValueError(
-            f"{label} has shape {tuple(value.shape)}, expected {tuple(reference.shape)}"
-        )
-    if value.dtype != reference.dtype:
-        raise ValueError(f"{label} has dtype {value.dtype}, expected {reference.dtype}")
-    try:
-        namespace_and_device(value, reference)
-    except ValueError as exc:
-        raise ValueError(f"{label}: {exc}") from None
+__all__ = [
+    "Check",
+    "all_finite",
+    "check_like",
+    "choice",
+    "flag",
+    "format_shape",
+    "fraction",
+    "labels_in_range",
+    "non_negative",
+    "non_negative_int",
+    "positive",
+    "positive_int",
+    "real_number",
+    "require_dtype",
+    "require_shape",
+    "run_checks",
+    "text",
+]

@@ -210,7 +210,7 @@ class _GradcheckTanhAffine(Layer):
     def __init__(self, w: Any, b: Any, *, wrong_bias: bool = False) -> None:
         super().__init__(name="tanh_affine")
         self.params = {"w": w, "b": b}
-        self.state = {"running_mean": namespace_of(b).zeros_like(b)}
+        self.bufs = {"running_mean": namespace_of(b).zeros_like(b)}
         self.built = True
         self.wrong_bias = wrong_bias
 
@@ -224,7 +224,7 @@ class _GradcheckTanhAffine(Layer):
         if mask is not None:
             y = y * mask
         if training:
-            self.state["running_mean"] = 0.9 * self.state["running_mean"] + 0.1 * xp.mean(y, axis=0)
+            self.bufs["running_mean"] = 0.9 * self.bufs["running_mean"] + 0.1 * xp.mean(y, axis=0)
         return y, (x, y, mask, self.params["w"])
 
     def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
@@ -261,15 +261,15 @@ def _layer(backend: Any, cls: type = _GradcheckTanhAffine, **kwargs: Any) -> tup
 
 
 def _snapshot(layer: Any) -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
-    return dict(layer.params), dict(layer.state), layer.params, layer.state
+    return dict(layer.params), dict(layer.bufs), layer.params, layer.bufs
 
 
 def _assert_untouched(layer: Any, snapshot: Any) -> None:
     params, state, params_dict, state_dict = snapshot
-    assert layer.params is params_dict and layer.state is state_dict
-    assert layer.params.keys() == params.keys() and layer.state.keys() == state.keys()
+    assert layer.params is params_dict and layer.bufs is state_dict
+    assert layer.params.keys() == params.keys() and layer.bufs.keys() == state.keys()
     assert all(layer.params[k] is v for k, v in params.items())
-    assert all(layer.state[k] is v for k, v in state.items())
+    assert all(layer.bufs[k] is v for k, v in state.items())
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -281,7 +281,7 @@ def test_layer_mode_passes_and_has_no_side_effects(backend: Any, training: bool)
     assert [e.name for e in result.entries] == ["input x", "parameter 'w'", "parameter 'b'"]
     assert [e.checked for e in result.entries] == [15, 12, 4]
     _assert_untouched(layer, snapshot)
-    assert not np.any(backend.to_numpy(layer.state["running_mean"]))
+    assert not np.any(backend.to_numpy(layer.bufs["running_mean"]))
 
 
 def test_layer_mode_wrong_parameter_gradient_fails(backend: Any) -> None:
@@ -343,7 +343,7 @@ class _GradcheckChain:
     @property
     def state(self) -> dict[str, Any]:
         return {
-            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.state.items()
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.bufs.items()
         }
 
     def set_parameters(self, values: dict[str, Any]) -> None:

@@ -77,7 +77,7 @@ def test_integer_input_is_type_error_and_builds_nothing(backend: Any, name: str)
     layer = FACTORIES[name]()
     with pytest.raises(TypeError, match="int"):
         layer.forward(backend.asarray(np.arange(12).reshape(4, 3)), training=True)
-    assert not layer.built and layer.params == {} and layer.state == {}
+    assert not layer.built and layer.params == {} and layer.bufs == {}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -123,7 +123,7 @@ def test_gradcheck(backend: Any, make: Any, training: bool) -> None:
             layer.set_parameters(
                 {k: backend.asarray(rng.uniform(0.5, 1.5, 3), "float64") for k in layer.params}
             )
-        if layer.state:  # non-trivial running statistics for inference mode
+        if layer.bufs:  # non-trivial running statistics for inference mode
             layer.forward(backend.asarray(_x((6, 3), seed=5), "float64"), training=True)
         result = pnn.gradcheck(layer, backend.asarray(_x((4, 3)), "float64"), training=training)
         assert result.ok, result.report()
@@ -143,17 +143,17 @@ def test_float32_defaults_and_placement(backend: Any) -> None:
         assert sorted(layer.params) == ["beta", "gamma"]
     assert sorted(layer.buffers()) == []
     bn = L.BatchNormalization(input_shape=(3,))
-    np.testing.assert_array_equal(backend.to_numpy(bn.state["running_var"]), np.ones(3))
-    assert sorted(bn.state) == ["running_mean", "running_var"]
+    np.testing.assert_array_equal(backend.to_numpy(bn.bufs["running_var"]), np.ones(3))
+    assert sorted(bn.bufs) == ["running_mean", "running_var"]
 
 
 def test_batchnorm_training_rebinds_buffers_without_writing(backend: Any) -> None:
     layer = L.BatchNormalization(input_shape=(3,))
-    state, old = layer.state, dict(layer.state)
+    state, old = layer.bufs, dict(layer.bufs)
     layer.forward(backend.asarray(_x((4, 3)), "float32"), training=True)
-    assert layer.state is state
+    assert layer.bufs is state
     for key, value in old.items():
-        assert layer.state[key] is not value
+        assert layer.bufs[key] is not value
         expected = np.zeros(3) if key == "running_mean" else np.ones(3)
         np.testing.assert_array_equal(backend.to_numpy(value), expected)  # old arrays untouched
     y1 = backend.to_numpy(layer(backend.asarray(_x((4, 3)), "float32")))

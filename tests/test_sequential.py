@@ -61,7 +61,7 @@ class SeqTestRunningMean(Layer):
     def build(self, input_shape: tuple) -> None:
         backend = pnn.get_backend()
         shape = (int(input_shape[-1]),)
-        self.state = {
+        self.bufs = {
             "running_mean": backend.xp.zeros(shape, dtype=backend.dtype, device=backend.device)
         }
         super().build(input_shape)
@@ -70,7 +70,7 @@ class SeqTestRunningMean(Layer):
         self.ensure_built(x)
         if training:
             mean = namespace_of(x).mean(x, axis=0)
-            self.state["running_mean"] = 0.9 * self.state["running_mean"] + 0.1 * mean
+            self.bufs["running_mean"] = 0.9 * self.bufs["running_mean"] + 0.1 * mean
         return x, None
 
     def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:

@@ -4,7 +4,16 @@ Arrays passed to portable_nn functions keep their own namespace and device; the 
 backend only decides where newly created arrays (weights, ``pnn.asarray`` data) live.
 """
 
-from .arrays import backend_name_of, host_to, is_array, namespace_and_device, namespace_of, to_numpy
+from .arrays import (
+    backend_name_of,
+    has_dtype,
+    host_to,
+    is_array,
+    is_writeable,
+    namespace_and_device,
+    namespace_of,
+    to_numpy,
+)
 from .host_random import HostStream
 from .registry import BACKEND_NAMES, BackendUnavailableError, cuda_problem
 from .state import Backend, asarray, get_backend, make_backend, set_backend, use_backend
@@ -18,8 +27,10 @@ __all__ = [
     "backend_name_of",
     "cuda_problem",
     "get_backend",
+    "has_dtype",
     "host_to",
     "is_array",
+    "is_writeable",
     "make_backend",
     "namespace_and_device",
     "namespace_of",

@@ -39,16 +39,16 @@ class _LayerGuard:
     def __init__(self, layer: Any) -> None:
         self.layer = layer
         tree = _tree(layer)
-        self.dicts = [  # (layer, "params"/"state", dict object, its entries): real dicts only
+        self.dicts = [  # (layer, "params"/"bufs", dict object, its entries): real dicts only
             (sub, kind, getattr(sub, kind), dict(getattr(sub, kind)))
             for sub in tree
-            for kind in ("params", "state")
+            for kind in ("params", "bufs")
             if isinstance(getattr(sub, kind, None), dict)
             and getattr(sub, kind) is getattr(sub, kind)
         ]
         generators = [getattr(sub, "generator", None) for sub in tree]
         self.generators = [(g, g.get_state()) for g in generators if hasattr(g, "set_state")]
-        top = {**layer.params, **(getattr(layer, "state", None) or {})}
+        top = {**layer.params, **(getattr(layer, "bufs", None) or {})}
         self.copies = [(repr(k), v, _copy(v)) for k, v in top.items() if is_array(v)]
 
     def forward(self, x: Any, training: bool) -> tuple[Any, Any]:
@@ -58,9 +58,9 @@ class _LayerGuard:
         try:
             return self.layer.forward(x, training)
         finally:
-            self.restore(("state",))
+            self.restore(("bufs",))
 
-    def restore(self, kinds: tuple[str, ...] = ("params", "state")) -> None:
+    def restore(self, kinds: tuple[str, ...] = ("params", "bufs")) -> None:
         for sub, kind, obj, entries in self.dicts:
             if kind in kinds:
                 if getattr(sub, kind) is not obj:

@@ -21,7 +21,7 @@ from .activation import (
     Swish,
     Tanh,
 )
-from .base import LAYER_REGISTRY, Layer, layer_from_config
+from .base import LAYER_REGISTRY, Layer, layer_from_config, registered_layers
 from .dense import Dense
 from .dropout import Dropout
 from .normalization import BatchNormalization, LayerNormalization
@@ -46,7 +46,7 @@ def get(identifier: str | dict[str, Any] | Layer) -> Layer:
             f"expected a Layer, a config dict or a name. Received: {identifier!r} of type "
             f"{type(identifier).__name__}"
         )
-    by_lower = {name.lower(): cls for name, cls in LAYER_REGISTRY.items()}
+    by_lower = {name.lower(): cls for name, cls in registered_layers().items()}
     cls = by_lower.get(identifier.lower())
     if cls is not None:
         try:

@@ -3,7 +3,7 @@
 A layer is a small object with
 
 * ``params``  — dict name -> trainable array (e.g. ``{"weight": (in, out), "bias": (out,)}``);
-* ``state``   — dict name -> non-trainable buffer (e.g. BatchNorm running statistics);
+* ``bufs``    — dict name -> buffer, a non-trainable array (e.g. BatchNorm running statistics);
 * ``forward(x, training=False) -> (y, cache)`` — the output and exactly what backward needs;
 * ``backward(dy, cache) -> (dx, grads)`` — dL/dx and a dict dL/dparam with the keys of ``params``.
 
@@ -13,13 +13,14 @@ dL/dx. Containers use it for their first layer when nobody needs the gradient of
 a Dense layer that saves the ``dy @ W.T`` matmul, a third of its backward cost).
 
 Backward never mutates parameters (JAX arrays are immutable). A training-mode forward that
-updates buffers rebinds the entries of ``state`` to new arrays instead of writing in place.
+updates buffers rebinds the entries of ``bufs`` to new arrays instead of writing in place.
 Weights are created by :meth:`build` when the input shape is first known (lazy, Keras style),
 or up front when ``input_shape`` is given, on the active backend's device and dtype.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Any, ClassVar
 
@@ -28,7 +29,12 @@ from portable_nn.validation import check_like
 
 Shape = tuple[Any, ...]
 
-LAYER_REGISTRY: dict[str, type[Layer]] = {}
+LAYER_REGISTRY: dict[str, type[Layer]] = {}  # filled as classes are defined (__init_subclass__)
+
+# Modules that define built-in layer and model classes. Lookups import them first, so the registry
+# knows every built-in class however the package was imported: a fresh process that only calls
+# ``pnn.load_model`` has never touched ``pnn.Sequential``.
+BUILTIN_LAYER_MODULES = ("portable_nn.layers", "portable_nn.models")
 
 
 _NAMES_USED: dict[str, int] = {}
@@ -61,7 +67,7 @@ class Layer:
     def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
         self.name = name or unique_name(default_name(type(self).__name__))
         self.params: dict[str, Any] = {}
-        self.state: dict[str, Any] = {}
+        self.bufs: dict[str, Any] = {}
         self.built = False
         self.input_shape: Shape | None = None
         if input_shape is not None:
@@ -69,7 +75,7 @@ class Layer:
 
     # -- building -----------------------------------------------------------------------------
     def build(self, input_shape: Shape) -> None:
-        """Create ``params``/``state`` for inputs of ``input_shape`` (batch axis first)."""
+        """Create ``params``/``bufs`` for inputs of ``input_shape`` (batch axis first)."""
         self.input_shape = tuple(input_shape)
         self.built = True
 
@@ -90,7 +96,7 @@ class Layer:
         try:
             self.check_input(x)
         except (TypeError, ValueError):
-            self.params, self.state, self.built, self.input_shape = {}, {}, False, None
+            self.params, self.bufs, self.built, self.input_shape = {}, {}, False, None
             raise
 
     def check_input(self, x: Any) -> None:
@@ -108,7 +114,7 @@ class Layer:
                     f"{self.name}: expected input of shape {format_shape(expected)}, "
                     f"received shape {format_shape(got)}"
                 )
-        arrays = self.params or self.state  # a layer with buffers only compares with those
+        arrays = self.params or self.bufs  # a layer with buffers only compares with those
         if arrays:
             first = next(iter(arrays.values()))
             device = getattr(x, "device", None)
@@ -142,11 +148,11 @@ class Layer:
 
     def buffers(self) -> dict[str, Any]:
         """Non-trainable arrays by name (e.g. running statistics)."""
-        return dict(self.state)
+        return dict(self.bufs)
 
     def state_dict(self) -> dict[str, Any]:
         """Parameters and buffers together, for checkpoints."""
-        return {**self.params, **self.state}
+        return {**self.params, **self.bufs}
 
     def set_parameters(self, values: dict[str, Any]) -> None:
         """Replace some or all trainable arrays after checking names, shapes and dtypes.
@@ -165,7 +171,7 @@ class Layer:
                 raise ValueError(f"{self.name}: state dict is missing {missing}")
         check_entries(self.name, own, values, "entry")
         for key, value in values.items():
-            (self.params if key in self.params else self.state)[key] = value
+            (self.params if key in self.params else self.bufs)[key] = value
 
     # -- configuration ------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -200,10 +206,17 @@ def check_entries(owner: str, own: dict[str, Any], values: dict[str, Any], what:
         check_like(f"{owner}: {what} {key!r}", value, own[key])
 
 
+def registered_layers() -> dict[str, type[Layer]]:
+    """Every layer class by name: the built-in ones (imported here) and user subclasses."""
+    for module in BUILTIN_LAYER_MODULES:
+        importlib.import_module(module)
+    return LAYER_REGISTRY
+
+
 def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:
     """Rebuild a layer from ``{"class_name", "config"}`` as written by ``get_config``."""
     try:
-        cls = LAYER_REGISTRY[class_name]
+        cls = registered_layers()[class_name]
     except KeyError:
         raise ValueError(f"unknown layer class {class_name!r}") from None
     return cls.from_config(config)
@@ -216,4 +229,5 @@ __all__ = [
     "check_entries",
     "format_shape",
     "layer_from_config",
+    "registered_layers",
 ]

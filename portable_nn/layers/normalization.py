@@ -81,7 +81,7 @@ class BatchNormalization(_Normalization):
       weighs the OLD value; it corresponds to ``momentum=0.01`` here.
     * inference: the running statistics normalise; nothing changes.
 
-    Training mode rebinds ``state["running_mean"]``/``state["running_var"]`` to new arrays (no
+    Training mode rebinds ``bufs["running_mean"]``/``bufs["running_var"]`` to new arrays (no
     in-place writes). It raises ``ValueError`` for a batch with one value per feature (variance
     undefined, as PyTorch does) and for a non-finite batch mean or variance, before touching the
     buffers; the latter reads one boolean back from the device per training step (a sync, cheap
@@ -114,7 +114,7 @@ class BatchNormalization(_Normalization):
     def build(self, input_shape: Shape) -> None:
         super().build(input_shape)
         features = (input_shape[-1],)
-        self.state = {
+        self.bufs = {
             "running_mean": make_weight("zeros", features),
             "running_var": make_weight("ones", features),
         }
@@ -125,8 +125,8 @@ class BatchNormalization(_Normalization):
         if training:
             return self._forward_train(x)
         xp = namespace_of(x)
-        inv_std = 1.0 / xp.sqrt(self.state["running_var"] + self.epsilon)
-        xhat = (x - self.state["running_mean"]) * inv_std
+        inv_std = 1.0 / xp.sqrt(self.bufs["running_var"] + self.epsilon)
+        xhat = (x - self.bufs["running_mean"]) * inv_std
         return self._affine(xhat), (xhat, inv_std, self.params.get("gamma"), False, tuple(x.shape))
 
     def _forward_train(self, x: Any) -> tuple[Any, Any]:
@@ -144,10 +144,10 @@ class BatchNormalization(_Normalization):
             raise ValueError(f"{self.name}: the batch contains NaN or inf; running stats unchanged")
         inv_std = 1.0 / xp.sqrt(var + self.epsilon)
         xhat = xc * inv_std
-        m, state = self.momentum, self.state
-        new_mean = (1.0 - m) * state["running_mean"] + m * mean
-        new_var = (1.0 - m) * state["running_var"] + (m * n / (n - 1)) * var  # unbiased
-        state["running_mean"], state["running_var"] = new_mean, new_var  # rebind, no writes
+        m, bufs = self.momentum, self.bufs
+        new_mean = (1.0 - m) * bufs["running_mean"] + m * mean
+        new_var = (1.0 - m) * bufs["running_var"] + (m * n / (n - 1)) * var  # unbiased
+        bufs["running_mean"], bufs["running_var"] = new_mean, new_var  # rebind, no writes
         return self._affine(xhat), (xhat, inv_std, self.params.get("gamma"), True, shape)
 
     def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
