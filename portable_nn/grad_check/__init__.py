@@ -13,7 +13,7 @@ Layer mode: ``gradcheck(layer, x, training=False)`` for anything with ``params``
 ``forward(x, training) -> (y, cache)`` and ``backward(dy, cache) -> (dx, grads)``; it checks
 ``dx`` and every parameter, perturbing ``layer.params[name]`` by rebinding the entry (or through
 ``layer.set_parameters`` when ``params`` is a computed view, as in containers). Side effects are
-undone: the ``bufs`` (buffers) entries of the layer and of nested ``layer.layers`` are restored after
+undone: the ``bufs`` entries of the layer and of nested ``layer.layers`` are restored after
 every forward, and every ``params``/``bufs`` entry is the original object when the check ends.
 
 Randomness rule: every ``generator`` attribute (a ``pnn.random.Generator``) found on the layer
