@@ -114,7 +114,7 @@ def format_shape(shape: Iterable[Any]) -> str:
 def require_dtype(label: str, x: Any, kind: Any, expected: str, hint: str = "") -> None:
     """``TypeError`` unless ``x.dtype`` is of ``kind`` (``xp.isdtype`` kinds, cached)::
 
-        {label} must be {expected}. Received: dtype={x.dtype}{hint}
+    {label} must be {expected}. Received: dtype={x.dtype}{hint}
     """
     if not has_dtype(x, kind):
         raise TypeError(f"{label} must be {expected}. Received: dtype={x.dtype}{hint}")

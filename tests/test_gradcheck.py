@@ -342,9 +342,7 @@ class _GradcheckChain:
 
     @property
     def state(self) -> dict[str, Any]:
-        return {
-            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.bufs.items()
-        }
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.bufs.items()}
 
     def set_parameters(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
