@@ -1,4 +1,9 @@
-"""Training data: host→device moves, the validation split, shuffled batches.
+"""Training data: checks, host→device moves, the validation split, shuffled batches.
+
+Checks (once per ``fit``/``evaluate``/``predict`` call, before anything changes): shapes and
+dtypes are free (:func:`check_shapes`); value checks (NaN/inf, class labels outside
+``[0, classes)``) are reduced on the data's device and read back with ONE sync
+(:meth:`ArrayData.value_checks` with :func:`portable_nn.validation.run_checks`).
 
 Placement. Arrays already in the model's namespace and on its device are used as they are (float
 data cast to the model's dtype). Anything else (lists, NumPy, another library's arrays) is copied
@@ -19,18 +24,17 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-import array_api_compat
-
 from portable_nn.backend import (
     Backend,
     asarray,
-    backend_name_of,
+    backend_of,
     get_backend,
-    is_array,
+    has_dtype,
     namespace_of,
     to_numpy,
 )
 from portable_nn.random import Generator
+from portable_nn.validation import Check, all_finite, labels_in_range
 
 DEVICE_LIMIT_BYTES = 1 << 30
 
@@ -38,24 +42,36 @@ DEVICE_LIMIT_BYTES = 1 << 30
 def backend_of_model(model: Any) -> Backend:
     """Where the model computes: its parameters' namespace, device and dtype, else the active
     backend (a model without parameters runs wherever the data goes)."""
-    active = get_backend()
     params = model.parameters() if model.built else {}
-    if not params:
-        return active
-    first = next(iter(params.values()))
-    xp, device = namespace_of(first), array_api_compat.device(first)
-    if xp is active.xp and device == active.device and first.dtype == active.dtype:
-        return active
-    return Backend(name=backend_name_of(xp), xp=xp, device=device, dtype=first.dtype)
+    return backend_of(next(iter(params.values()))) if params else get_backend()
 
 
-def is_placed(array: Any, backend: Backend) -> bool:
-    """True when ``array`` is already in ``backend``'s namespace and on its device."""
-    return (
-        is_array(array)
-        and namespace_of(array) is backend.xp
-        and array_api_compat.device(array) == backend.device
-    )
+def check_shapes(x: Any, y: Any, what: str = "") -> None:
+    """x: floating, (samples, features...); y (if given): the same number of samples."""
+    prefix = f"{what} " if what else ""
+    if not hasattr(x, "shape") or len(x.shape) < 2:
+        shape = tuple(getattr(x, "shape", ()))
+        raise ValueError(
+            f"{prefix}x must have shape (samples, features, ...). Received: x.shape={shape}"
+        )
+    if int(x.shape[0]) == 0:
+        raise ValueError(f"{prefix}x has no samples. Received: x.shape={tuple(x.shape)}")
+    if not has_dtype(x, "real floating"):
+        raise TypeError(
+            f"{prefix}x must hold real floating features. Received: dtype={x.dtype}; "
+            "cast it first, e.g. pnn.asarray(x, dtype='float32')"
+        )
+    if y is not None and (len(y.shape) == 0 or y.shape[0] != x.shape[0]):
+        raise ValueError(
+            f"{prefix}x and y hold different numbers of samples: "
+            f"x.shape={tuple(x.shape)}, y.shape={tuple(y.shape)}"
+        )
+
+
+def is_labels(y: Any, classes: int) -> bool:
+    """Integer class labels of shape (N,) or (N, 1) for a model with ``classes > 1`` outputs."""
+    shape = tuple(y.shape)
+    return classes > 1 and (len(shape) == 1 or shape[1:] == (1,)) and has_dtype(y, "integral")
 
 
 class ArrayData:
@@ -75,7 +91,7 @@ class ArrayData:
         bytes (default ``DEVICE_LIMIT_BYTES``) stays on the host and moves batch by batch."""
         size, staged = 0, []
         for array in (x, y):
-            if array is not None and not is_placed(array, backend):
+            if array is not None and not backend.holds(array):
                 array = to_numpy(array)  # a view for CPU arrays
                 size += array.nbytes
             staged.append(array)
@@ -83,6 +99,17 @@ class ArrayData:
             return cls(*_put(*staged, backend), backend, on_device=True)
         host_y = None if y is None else to_numpy(staged[1])
         return cls(to_numpy(staged[0]), host_y, backend, on_device=False)
+
+    def value_checks(self, classes: int, what: str = "") -> list[Check]:
+        """Lazy checks: x finite; y finite (floats) or in ``[0, classes)`` (integer labels)."""
+        prefix = f"{what} " if what else ""
+        found = all_finite(f"{prefix}x", self.x)
+        if self.y is not None:
+            if is_labels(self.y, classes):
+                found += labels_in_range(f"{prefix}y", self.y, classes)
+            else:
+                found += all_finite(f"{prefix}y", self.y)
+        return found
 
     def split(self, fraction: float) -> tuple[ArrayData, ArrayData]:
         """The first ``1 - fraction`` of the samples and the LAST ``fraction`` (Keras's rule:
@@ -136,4 +163,4 @@ def _put(x: Any, y: Any, backend: Backend) -> tuple[Any, Any]:
     return asarray(x, backend=backend), None if y is None else asarray(y, backend=backend)
 
 
-__all__ = ["DEVICE_LIMIT_BYTES", "ArrayData", "backend_of_model", "is_placed"]
+__all__ = ["DEVICE_LIMIT_BYTES", "ArrayData", "backend_of_model", "check_shapes", "is_labels"]

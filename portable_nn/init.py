@@ -36,7 +36,6 @@ from typing import Any
 
 from portable_nn.backend import arrays as _arrays  # looked up per call (tests patch host_to)
 from portable_nn.backend import get_backend
-from portable_nn.backend.registry import enable_jax_float64, parse_device
 from portable_nn.random import Generator, get_generator
 from portable_nn.validation import real_number
 
@@ -56,22 +55,9 @@ def _shape(shape: Any) -> tuple[int, ...]:
 
 
 def _place(shape: Any, dtype: Any, device: Any) -> tuple[tuple[int, ...], Any, Any, str]:
-    """Validated (shape, xp, device, dtype name) for the active backend."""
-    shape = _shape(shape)
-    backend = get_backend()
-    name = None
-    if dtype is None:
-        name = backend.dtype_name
-    elif isinstance(dtype, str):
-        name = dtype if dtype in ("float32", "float64") else None
-    elif dtype in (backend.xp.float32, backend.xp.float64):
-        name = "float32" if dtype == backend.xp.float32 else "float64"
-    if name is None:
-        raise ValueError(f"dtype must be 'float32' or 'float64'. Received: dtype={dtype!r}")
-    if backend.name == "jax" and name == "float64":
-        enable_jax_float64()  # as make_backend does: JAX stores float64 only with x64 on
-    place = backend.device if device is None else parse_device(backend.name, device)
-    return shape, backend.xp, place, name
+    """Validated (shape, xp, device, dtype name) on the active backend."""
+    target = get_backend().placed(device, dtype)
+    return _shape(shape), target.xp, target.device, target.dtype_name
 
 
 def _draw(shape: Any, seed: Seed, dtype: Any, device: Any, sample: Callable[..., Any]) -> Any:

@@ -16,7 +16,16 @@ from .arrays import (
 )
 from .host_random import HostStream
 from .registry import BACKEND_NAMES, BackendUnavailableError, cuda_problem
-from .state import Backend, asarray, get_backend, make_backend, set_backend, use_backend
+from .state import (
+    Backend,
+    asarray,
+    backend_of,
+    get_backend,
+    make_backend,
+    move,
+    set_backend,
+    use_backend,
+)
 
 __all__ = [
     "BACKEND_NAMES",
@@ -25,6 +34,7 @@ __all__ = [
     "HostStream",
     "asarray",
     "backend_name_of",
+    "backend_of",
     "cuda_problem",
     "get_backend",
     "has_dtype",
@@ -32,6 +42,7 @@ __all__ = [
     "is_array",
     "is_writeable",
     "make_backend",
+    "move",
     "namespace_and_device",
     "namespace_of",
     "set_backend",

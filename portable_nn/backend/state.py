@@ -11,7 +11,15 @@ from typing import Any
 
 import array_api_compat
 
-from .arrays import host_dtype_kind, host_to, is_array, to_numpy
+from .arrays import (
+    backend_name_of,
+    has_dtype,
+    host_dtype_kind,
+    host_to,
+    is_array,
+    namespace_of,
+    to_numpy,
+)
 from .registry import (
     BACKEND_NAMES,
     cuda_problem,
@@ -44,8 +52,55 @@ class Backend:
     def dtype_name(self) -> str:
         return "float64" if self.dtype == self.xp.float64 else "float32"
 
+    def placed(self, device: Any = None, dtype: Any = None) -> Backend:
+        """This backend on another ``device`` (a name or device object) and/or with another
+        default float ``dtype`` (``"float32"``, ``"float64"`` or one of the namespace's two float
+        dtypes); None keeps the current one. JAX gets float64 storage switched on when asked."""
+        if device is None and dtype is None:
+            return self
+        name = self.dtype_name if dtype is None else _float_name(self.xp, dtype)
+        if self.name == "jax" and name == "float64":
+            enable_jax_float64()
+        place = self.device if device is None else parse_device(self.name, device)
+        return Backend(self.name, self.xp, place, getattr(self.xp, name))
+
+    def holds(self, array: Any) -> bool:
+        """True when ``array`` is already in this backend's namespace and on its device."""
+        return (
+            is_array(array)
+            and namespace_of(array) is self.xp
+            and array_api_compat.device(array) == self.device
+        )
+
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r}, dtype={self.dtype_name!r})"
+
+
+def _float_name(xp: ModuleType, dtype: Any) -> str:
+    if isinstance(dtype, str) and dtype in FLOAT_DTYPES:
+        return dtype
+    if not isinstance(dtype, str) and dtype in (xp.float32, xp.float64):
+        return "float32" if dtype == xp.float32 else "float64"
+    raise ValueError(f"dtype must be 'float32' or 'float64'. Received: dtype={dtype!r}")
+
+
+def backend_of(array: Any) -> Backend:
+    """Where ``array`` lives: its namespace and device, with its dtype as the default float dtype
+    when it is floating (else the active backend's). The active backend itself when equal."""
+    active = get_backend()
+    xp, device = namespace_of(array), array_api_compat.device(array)
+    dtype = array.dtype if has_dtype(array, "real floating") else active.dtype
+    if xp is active.xp and device == active.device and dtype == active.dtype:
+        return active
+    return Backend(name=backend_name_of(xp), xp=xp, device=device, dtype=dtype)
+
+
+def move(array: Any, like: Any) -> Any:
+    """``array`` in ``like``'s namespace and on its device (as it is when already there)."""
+    xp, device = namespace_of(like), array_api_compat.device(like)
+    if namespace_of(array) is xp and array_api_compat.device(array) == device:
+        return array
+    return host_to(to_numpy(array), xp, device)
 
 
 def make_backend(name: str = "numpy", device: Any = None, dtype: str = "float32") -> Backend:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import _checks
+from portable_nn import validation
+
+from . import monitor as _monitor
 from .base import Callback, Logs
 
 
@@ -35,24 +37,24 @@ class ModelCheckpoint(Callback):
         if not isinstance(filepath, (str, os.PathLike)) or not os.fspath(filepath):
             raise ValueError(f"Expected a file path. Received: filepath={filepath!r}")
         self.filepath = os.fspath(filepath)
-        self.monitor = _checks.non_empty_str("monitor", monitor)
-        self.verbose = _checks.non_negative_int("verbose", verbose)
+        self.monitor = validation.text("monitor", monitor)
+        self.verbose = validation.non_negative_int("verbose", verbose)
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
-        self.mode = _checks.resolve_mode(monitor, mode)
+        self.mode = _monitor.resolve_mode(monitor, mode)
         if initial_value_threshold is None:
-            self.best = _checks.worst(self.mode)
+            self.best = _monitor.worst(self.mode)
         else:
-            self.best = _checks.finite_number("initial_value_threshold", initial_value_threshold)
+            self.best = validation.real_number("initial_value_threshold", initial_value_threshold)
         self.last_saved: str | None = None
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         path = self.format_path(epoch, logs)
         if self.save_best_only:
-            current = _checks.monitor_value(logs, self.monitor, "ModelCheckpoint")
+            current = _monitor.monitor_value(logs, self.monitor, "ModelCheckpoint")
             if current is None:
                 return
-            if not _checks.improved(current, self.best, self.mode):
+            if not _monitor.improved(current, self.best, self.mode):
                 self._say(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
                 return
             self._say(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from portable_nn import validation
 from portable_nn.backend import namespace_of
 
-from . import _checks
+from . import monitor as _monitor
 from .base import Callback, Logs
 
 
@@ -44,14 +45,14 @@ class EarlyStopping(Callback):
         start_from_epoch: int = 0,
     ) -> None:
         super().__init__()
-        self.monitor = _checks.non_empty_str("monitor", monitor)
-        self.min_delta = abs(_checks.finite_number("min_delta", min_delta))
-        self.patience = _checks.non_negative_int("patience", patience)
-        self.verbose = _checks.non_negative_int("verbose", verbose)
-        self.mode = _checks.resolve_mode(monitor, mode)
-        self.baseline = None if baseline is None else _checks.finite_number("baseline", baseline)
+        self.monitor = validation.text("monitor", monitor)
+        self.min_delta = abs(validation.real_number("min_delta", min_delta))
+        self.patience = validation.non_negative_int("patience", patience)
+        self.verbose = validation.non_negative_int("verbose", verbose)
+        self.mode = _monitor.resolve_mode(monitor, mode)
+        self.baseline = None if baseline is None else validation.real_number("baseline", baseline)
         self.restore_best_weights = bool(restore_best_weights)
-        self.start_from_epoch = _checks.non_negative_int("start_from_epoch", start_from_epoch)
+        self.start_from_epoch = validation.non_negative_int("start_from_epoch", start_from_epoch)
         self.on_train_begin()
 
     def on_train_begin(self, logs: Logs = None) -> None:
@@ -64,10 +65,10 @@ class EarlyStopping(Callback):
     def _is_improvement(self, value: float, reference: float | None) -> bool:
         if value != value:  # NaN
             return False
-        return reference is None or _checks.improved(value, reference, self.mode, self.min_delta)
+        return reference is None or _monitor.improved(value, reference, self.mode, self.min_delta)
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
-        current = _checks.monitor_value(logs, self.monitor, "EarlyStopping")
+        current = _monitor.monitor_value(logs, self.monitor, "EarlyStopping")
         if current is None or epoch < self.start_from_epoch:
             return
         self.wait += 1

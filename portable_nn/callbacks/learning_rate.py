@@ -13,7 +13,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from . import _checks
+from portable_nn import validation
+
+from . import monitor as _monitor
 from .base import Callback, Logs
 
 
@@ -44,7 +46,7 @@ class LearningRateScheduler(Callback):
         if not callable(schedule):
             raise TypeError(f"schedule must be callable. Received: schedule={schedule!r}")
         self.schedule = schedule
-        self.verbose = _checks.non_negative_int("verbose", verbose)
+        self.verbose = validation.non_negative_int("verbose", verbose)
         self._passes_rate = _positional_arity(schedule) >= 2
 
     def on_train_begin(self, logs: Logs = None) -> None:
@@ -106,24 +108,20 @@ class ReduceLROnPlateau(Callback):
         min_lr: float = 0.0,
     ) -> None:
         super().__init__()
-        self.monitor = _checks.non_empty_str("monitor", monitor)
-        self.factor = _checks.finite_number("factor", factor)
+        self.monitor = validation.text("monitor", monitor)
+        self.factor = validation.real_number("factor", factor)
         if not 0.0 < self.factor < 1.0:
             raise ValueError(f"Expected 0 < factor < 1. Received: factor={factor!r}")
-        self.patience = _checks.non_negative_int("patience", patience)
-        self.verbose = _checks.non_negative_int("verbose", verbose)
-        self.mode = _checks.resolve_mode(monitor, mode)
-        self.min_delta = _checks.finite_number("min_delta", min_delta)
-        if self.min_delta < 0.0:
-            raise ValueError(f"Expected min_delta >= 0. Received: min_delta={min_delta!r}")
-        self.cooldown = _checks.non_negative_int("cooldown", cooldown)
-        self.min_lr = _checks.finite_number("min_lr", min_lr)
-        if self.min_lr < 0.0:
-            raise ValueError(f"Expected min_lr >= 0. Received: min_lr={min_lr!r}")
+        self.patience = validation.non_negative_int("patience", patience)
+        self.verbose = validation.non_negative_int("verbose", verbose)
+        self.mode = _monitor.resolve_mode(monitor, mode)
+        self.min_delta = validation.non_negative("min_delta", min_delta)
+        self.cooldown = validation.non_negative_int("cooldown", cooldown)
+        self.min_lr = validation.non_negative("min_lr", min_lr)
         self._reset()
 
     def _reset(self) -> None:
-        self.best = _checks.worst(self.mode)
+        self.best = _monitor.worst(self.mode)
         self.wait = 0
         self.cooldown_counter = 0
 
@@ -135,13 +133,13 @@ class ReduceLROnPlateau(Callback):
         rate = get_learning_rate(self.model, "ReduceLROnPlateau")
         if logs is not None:
             logs["learning_rate"] = rate
-        current = _checks.monitor_value(logs, self.monitor, "ReduceLROnPlateau")
+        current = _monitor.monitor_value(logs, self.monitor, "ReduceLROnPlateau")
         if current is None:
             return
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if _checks.improved(current, self.best, self.mode, self.min_delta):
+        if _monitor.improved(current, self.best, self.mode, self.min_delta):
             self.best, self.wait = current, 0
         elif self.cooldown_counter <= 0:
             self.wait += 1

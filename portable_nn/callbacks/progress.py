@@ -15,7 +15,8 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from . import _checks
+from portable_nn import validation
+
 from .base import Callback, Logs
 
 _clock = time.perf_counter  # module attribute so tests can drive time
@@ -40,9 +41,7 @@ class ProgressBar(Callback):
         verbose = 1 if verbose == "auto" else verbose
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"verbose must be 0, 1, 2 or 'auto'. Received: verbose={verbose!r}")
-        interval = _checks.finite_number("refresh_interval", refresh_interval)
-        if interval < 0.0:
-            raise ValueError(f"Expected refresh_interval >= 0. Received: {refresh_interval!r}")
+        interval = validation.non_negative("refresh_interval", refresh_interval)
         self.verbose, self.file, self.refresh_interval = verbose, file, interval
         self._bar: Any = None
         self._in_fit = False

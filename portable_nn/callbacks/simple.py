@@ -6,7 +6,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from . import _checks
+from portable_nn import validation
+
 from .base import HOOKS, Callback, Logs
 
 
@@ -23,7 +24,7 @@ class TerminateOnNaN(Callback):
 
     def __init__(self, check_every: int = 1) -> None:
         super().__init__()
-        self.check_every = _checks.positive_int("check_every", check_every)
+        self.check_every = validation.positive_int("check_every", check_every)
         self.stopped_batch: int | None = None
         self.stopped_epoch: int | None = None
         self._epoch = 0

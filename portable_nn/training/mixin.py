@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat
-
 from portable_nn import random as pnn_random
-from portable_nn.backend import host_to, is_array, namespace_of, to_numpy
+from portable_nn import validation
+from portable_nn.backend import is_array, move, namespace_of, to_numpy
 from portable_nn.callbacks import CallbackList
-from portable_nn.data import ArrayData, backend_of_model
+from portable_nn.data import ArrayData, backend_of_model, check_shapes
 from portable_nn.losses import SparseCategoricalCrossentropy
 
-from . import checks, loop
+from . import loop
 from .rng import RngStateMixin
 from .steps import StepsMixin
 
@@ -60,10 +59,10 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         generators simply continue. Bad input raises before any parameter changes.
         """
         self._require_compiled("fit")
-        checks.non_negative_int("epochs", epochs)
-        checks.positive_int("batch_size", batch_size)
-        checks.non_negative_int("initial_epoch", initial_epoch)
-        split = checks.fraction("validation_split", validation_split)
+        validation.non_negative_int("epochs", epochs)
+        validation.positive_int("batch_size", batch_size)
+        validation.non_negative_int("initial_epoch", initial_epoch)
+        split = validation.fraction("validation_split", validation_split)
         train, val = self._fit_data(x, y, validation_data, split, batch_size)
         steps = train.steps(batch_size)
         params = dict(
@@ -123,7 +122,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         if y is None:
             raise ValueError(f"{what or 'fit/evaluate'}: y is required (targets for the loss)")
         x, y = _with_shape(x), _with_shape(y)
-        checks.check_shapes(x, y, what)
+        check_shapes(x, y, what)
         if not self.built:
             self.build((None, *tuple(x.shape[1:])))
         data = ArrayData.from_inputs(x, y, backend_of_model(self))
@@ -153,8 +152,8 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         found = []
         for data, what in zip(datasets, ("", "validation")):
             if data is not None:
-                found += checks.value_checks(data, classes, what)
-        checks.run_checks(found)
+                found += data.value_checks(classes, what)
+        validation.run_checks(found)
 
     # -- evaluate / predict -------------------------------------------------------------------
     def evaluate(
@@ -167,7 +166,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
     ) -> dict[str, float]:
         """Mean loss and metrics over ``(x, y)`` in inference mode, as Python floats."""
         self._require_compiled("evaluate")
-        checks.positive_int("batch_size", batch_size)
+        validation.positive_int("batch_size", batch_size)
         data = self._prepare(x, y, "", batch_size)
         self._check_values(data)
         cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
@@ -181,9 +180,9 @@ class TrainingMixin(StepsMixin, RngStateMixin):
     ) -> Any:
         """Inference outputs for ``x``, returned in ``x``'s namespace and on its device (host
         data such as lists gives a NumPy array)."""
-        checks.positive_int("batch_size", batch_size)
+        validation.positive_int("batch_size", batch_size)
         x = _with_shape(x)
-        checks.check_shapes(x, None, "")
+        check_shapes(x, None, "")
         if not self.built:
             self.build((None, *tuple(x.shape[1:])))
         data = ArrayData.from_inputs(x, None, backend_of_model(self))
@@ -191,7 +190,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         cbs.on_predict_begin(None)
         y = loop.run_predict(self, data, batch_size, cbs)
         cbs.on_predict_end(None)
-        return _back_to(y, x)
+        return move(y, x)
 
     # -- helpers ------------------------------------------------------------------------------
     def _reseed(self, seed: int) -> None:
@@ -214,14 +213,6 @@ def _callback_list(
 def _with_shape(data: Any) -> Any:
     """Arrays as they are; lists and other host data as NumPy (via the backend helpers)."""
     return data if is_array(data) else to_numpy(data)
-
-
-def _back_to(y: Any, like: Any) -> Any:
-    """``y`` moved to ``like``'s namespace and device when they differ."""
-    xp, device = namespace_of(like), array_api_compat.device(like)
-    if namespace_of(y) is xp and array_api_compat.device(y) == device:
-        return y
-    return host_to(to_numpy(y), xp, device)
 
 
 __all__ = ["TrainingMixin"]

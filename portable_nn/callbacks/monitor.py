@@ -1,27 +1,11 @@
-"""Argument checks and the monitored-quantity helpers shared by the callbacks.
-
-``positive_int`` and ``non_negative_int`` come from :mod:`portable_nn.validation`.
-"""
+"""The monitored quantity of EarlyStopping, ModelCheckpoint and ReduceLROnPlateau: direction
+(``min``/``max``), improvement test and lookup in the epoch logs."""
 
 from __future__ import annotations
 
 import math
 import warnings
 from typing import Any
-
-from portable_nn.validation import non_negative_int, positive_int
-
-
-def finite_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"Expected a finite number. Received: {name}={value!r}")
-    return float(value)
-
-
-def non_empty_str(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"Expected a non-empty string. Received: {name}={value!r}")
-    return value
 
 
 def resolve_mode(monitor: str, mode: Any) -> str:
@@ -61,13 +45,4 @@ def worst(mode: str) -> float:
     return math.inf if mode == "min" else -math.inf
 
 
-__all__ = [
-    "finite_number",
-    "improved",
-    "monitor_value",
-    "non_empty_str",
-    "non_negative_int",
-    "positive_int",
-    "resolve_mode",
-    "worst",
-]
+__all__ = ["improved", "monitor_value", "resolve_mode", "worst"]
