@@ -26,6 +26,14 @@ import portable_nn as pnn
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+needs_matplotlib = pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None,
+    reason="matplotlib is not installed (pip install 'portable-nn[plot]')",
+)
+needs_sklearn = pytest.mark.skipif(
+    importlib.util.find_spec("sklearn") is None,
+    reason="scikit-learn is not installed (the digits data; pip install 'portable-nn[examples]')",
+)
 
 
 @cache
@@ -55,6 +63,7 @@ def test_xor_learns_all_four(backend) -> None:
     assert result["correct"] and result["loss"] < 0.1
 
 
+@needs_matplotlib
 def test_xor_cli_sigmoid_hidden_and_figure(tmp_path, capsys) -> None:
     result = example("xor").main(
         ["--backend", "numpy", "--hidden", "sigmoid", "--out", str(tmp_path)]
@@ -71,6 +80,7 @@ def test_spiral_linear_fails_mlp_separates(backend) -> None:
     assert result["mlp_accuracy"] >= 0.95, result
 
 
+@needs_matplotlib
 def test_spiral_data_and_cli_figure(tmp_path) -> None:
     spiral = example("spiral")
     x, y = spiral.make_spirals(50, seed=3)
@@ -113,6 +123,7 @@ def test_optimizers_follow_their_formulas_to_zero(backend) -> None:
     assert final["momentum 0.9"] < final["gradient descent"]
 
 
+@needs_matplotlib
 def test_optimizers_cli_writes_the_figure(tmp_path, capsys) -> None:
     out = tmp_path / "new" / "folder"
     result = example("optimizers").main(["--backend", "numpy", "--steps", "60", "--out", str(out)])
@@ -143,6 +154,7 @@ def test_activation_curves_values(backend) -> None:
     backend.assert_same_place(curves["softmax"][1])
 
 
+@needs_matplotlib
 def test_activations_cli_writes_the_grid(tmp_path) -> None:
     result = example("activations").main(["--backend", "numpy", "--quick", "--out", str(tmp_path)])
     assert_png(result["figure"])
@@ -150,6 +162,8 @@ def test_activations_cli_writes_the_grid(tmp_path) -> None:
 
 
 # -- digits ------------------------------------------------------------------------------------
+@needs_matplotlib
+@needs_sklearn
 def test_digits_reaches_target_on_numpy(tmp_path) -> None:
     result = example("digits").run("numpy", epochs=10, article_epochs=5, out=str(tmp_path))
     assert result["mlp_accuracy"] >= 0.97, result["mlp_accuracy"]
@@ -159,6 +173,7 @@ def test_digits_reaches_target_on_numpy(tmp_path) -> None:
         assert_png(path)
 
 
+@needs_sklearn
 def test_digits_torch_matches_numpy_on_a_short_run() -> None:
     pytest.importorskip("torch")
     digits = example("digits")
@@ -173,6 +188,7 @@ def test_digits_torch_matches_numpy_on_a_short_run() -> None:
 
 
 # -- pnn.plot ----------------------------------------------------------------------------------
+@needs_matplotlib
 def test_plot_history_from_dict_and_history(tmp_path) -> None:
     logs = {"loss": [1.0, 0.5, 0.25], "val_loss": [1.1, 0.7, 0.4], "accuracy": [0.5, 0.7, 0.9]}
     fig = pnn.plot.history(logs, tmp_path / "h.png")
@@ -200,6 +216,7 @@ def test_plot_history_rejects_bad_input() -> None:
         pnn.plot.history([1.0, 2.0])
 
 
+@needs_matplotlib
 def test_plot_decision_boundary_multiclass_and_checks(tmp_path) -> None:
     x = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=np.float32)
     labels = np.array([0, 1, 2, 2])
@@ -232,6 +249,8 @@ def test_demo_help(capsys) -> None:
         assert flag in text
 
 
+@needs_matplotlib
+@needs_sklearn
 def test_demo_subprocess_reaches_target(tmp_path) -> None:
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -254,6 +273,7 @@ def test_demo_subprocess_reaches_target(tmp_path) -> None:
     assert_png(tmp_path / "portable_nn_demo.png")
 
 
+@needs_sklearn
 def test_demo_without_matplotlib_skips_the_figure(tmp_path, monkeypatch, capsys) -> None:
     from portable_nn.__main__ import main
 
