@@ -6,12 +6,16 @@ backend only decides where newly created arrays (weights, ``pnn.asarray`` data) 
 
 from .arrays import (
     backend_name_of,
+    canonical_device,
+    device_of,
+    device_scope,
     has_dtype,
     host_to,
     is_array,
     is_writeable,
     namespace_and_device,
     namespace_of,
+    same_device,
     to_numpy,
 )
 from .host_random import HostStream
@@ -35,6 +39,9 @@ __all__ = [
     "asarray",
     "backend_name_of",
     "backend_of",
+    "canonical_device",
+    "device_of",
+    "device_scope",
     "cuda_problem",
     "get_backend",
     "has_dtype",
@@ -45,6 +52,7 @@ __all__ = [
     "move",
     "namespace_and_device",
     "namespace_of",
+    "same_device",
     "set_backend",
     "to_numpy",
     "use_backend",

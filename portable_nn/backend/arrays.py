@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 from typing import Any
 
@@ -43,6 +44,38 @@ def is_writeable(array: Any) -> bool:
     return array_api_compat.is_writeable_array(array)
 
 
+def canonical_device(device: Any) -> Any:
+    """One object per device: torch's ``cuda`` (no index) becomes ``cuda:<current>`` and
+    ``cpu:0`` becomes ``cpu``, as torch tensors report them; other libraries' objects as they are.
+    """
+    kind, index = getattr(device, "type", None), getattr(device, "index", None)
+    if type(device).__module__ != "torch" or kind is None:
+        return device
+    if kind == "cpu" and index is not None:
+        return type(device)("cpu")
+    if kind == "cuda" and index is None:
+        import torch
+
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def same_device(a: Any, b: Any) -> bool:
+    """Whether two device objects name the same device (see :func:`canonical_device`)."""
+    return a == b or canonical_device(a) == canonical_device(b)
+
+
+def device_of(array: Any) -> Any:
+    """The canonical device of an array (``array_api_compat.device``, then canonicalised)."""
+    return canonical_device(array_api_compat.device(array))
+
+
+def device_scope(array: Any) -> contextlib.AbstractContextManager[Any]:
+    """CuPy's current-device context for a CuPy array's device (its kernels and new arrays go
+    to the *current* device); a no-op for every other library."""
+    return array.device if array_api_compat.is_cupy_array(array) else contextlib.nullcontext()
+
+
 def backend_name_of(xp: ModuleType) -> str:
     """A short human name for a namespace, for error messages."""
     return xp.__name__.replace("array_api_compat.", "").replace(".numpy", "")
@@ -61,14 +94,14 @@ def namespace_and_device(*arrays: Any) -> tuple[ModuleType, Any]:
         try:
             device = first.device
             if all(a.device == device for a in arrays[1:]):
-                return xp, array_api_compat.device(first)
+                return xp, device_of(first)
         except AttributeError:  # e.g. a JAX tracer has no device: take the full check
             pass
     found = [a for a in arrays if a is not None and not isinstance(a, (int, float, bool, complex))]
     if not found:
         raise TypeError("expected at least one array, got only None or Python scalars")
     xp = namespace_of(found[0])
-    device = array_api_compat.device(found[0])
+    device = device_of(found[0])
     for other in found[1:]:
         other_xp = namespace_of(other)
         if other_xp is not xp:
@@ -76,8 +109,8 @@ def namespace_and_device(*arrays: Any) -> tuple[ModuleType, Any]:
                 "arrays from two backends cannot be mixed: "
                 f"{backend_name_of(xp)} and {backend_name_of(other_xp)}"
             )
-        other_device = array_api_compat.device(other)
-        if other_device != device:
+        other_device = device_of(other)
+        if not same_device(other_device, device):
             raise ValueError(f"arrays on two devices cannot be mixed: {device} and {other_device}")
     return xp, device
 
@@ -101,6 +134,19 @@ def to_numpy(array: Any) -> np.ndarray:
         cpu = array_api_strict.Device("CPU_DEVICE")
         return np.asarray(array_api_strict.asarray(array, device=cpu))
     return np.asarray(array)
+
+
+def from_foreign(array: Any, xp: ModuleType, device: Any) -> Any:
+    """Another library's (or device's) array in namespace ``xp`` on ``device``: through DLPack
+    when both libraries support the exchange (no host round trip: torch-cuda, CuPy and JAX on one
+    GPU share memory; CPU libraries share host memory), else through a host copy."""
+    try:
+        moved = xp.from_dlpack(array)
+        if not same_device(device_of(moved), device):
+            moved = array_api_compat.to_device(moved, device)
+        return moved
+    except Exception:  # noqa: BLE001 - no DLPack path (read-only NumPy, strict's fake devices...)
+        return host_to(to_numpy(array), xp, device)
 
 
 def host_to(host: Any, xp: ModuleType, device: Any, dtype: Any = None) -> Any:

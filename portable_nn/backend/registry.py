@@ -6,9 +6,12 @@ Every library is imported lazily, so a missing optional backend costs nothing un
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 from typing import Any
+
+from .arrays import canonical_device
 
 BACKEND_NAMES: tuple[str, ...] = ("numpy", "cupy", "torch", "jax", "array_api_strict", "auto")
 
@@ -21,7 +24,7 @@ def _import(module: str, backend: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        extra = {"cupy": "gpu", "torch": "torch", "jax": "jax", "array_api_strict": "test"}
+        extra = {"cupy": "gpu-cuda12", "torch": "torch", "jax": "jax", "array_api_strict": "test"}
         hint = f" (pip install 'portable-nn[{extra[backend]}]')" if backend in extra else ""
         raise BackendUnavailableError(
             f"backend {backend!r} needs the {module.split('.')[0]!r} package, "
@@ -29,12 +32,14 @@ def _import(module: str, backend: str) -> ModuleType:
         ) from exc
 
 
+@functools.cache
 def cuda_problem() -> str | None:
-    """Why CuPy cannot run here, or ``None`` when a CUDA device is usable."""
+    """Why CuPy cannot run here, or ``None`` when a CUDA device is usable (probed once per
+    process: the probe launches a kernel and synchronises)."""
     try:
         cupy = importlib.import_module("cupy")
     except ImportError:
-        return "CuPy is not installed (pip install 'portable-nn[gpu]')"
+        return "CuPy is not installed (pip install 'portable-nn[gpu-cuda12]' or '[gpu-cuda13]')"
     except Exception as exc:  # a broken CUDA install can raise anything at import
         return f"CuPy failed to import: {exc}"
     try:
@@ -79,7 +84,7 @@ def enable_jax_float64() -> None:
 def parse_device(name: str, device: Any) -> Any:
     """Turn a device given as ``None``, a string or a library object into the library's object."""
     if device is not None and not isinstance(device, (str, int)):
-        return device
+        return canonical_device(device)
     text = None if device is None else str(device)
     if name == "numpy":
         if text not in (None, "cpu"):
@@ -88,7 +93,7 @@ def parse_device(name: str, device: Any) -> Any:
     if name == "torch":
         import torch
 
-        return torch.device(text or "cpu")
+        return canonical_device(torch.device(text or "cpu"))
     if name == "cupy":
         import cupy
 

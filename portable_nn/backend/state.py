@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import array_api_compat
+import numpy as np
 
 from .arrays import (
     backend_name_of,
+    device_of,
+    from_foreign,
     has_dtype,
     host_dtype_kind,
     host_to,
     is_array,
     namespace_of,
-    to_numpy,
+    same_device,
 )
 from .registry import (
     BACKEND_NAMES,
@@ -64,12 +66,18 @@ class Backend:
         place = self.device if device is None else parse_device(self.name, device)
         return Backend(self.name, self.xp, place, getattr(self.xp, name))
 
+    def scope(self) -> contextlib.AbstractContextManager[Any]:
+        """Where new arrays and kernels go while it is entered: CuPy's current-device context on
+        CuPy (array-api-compat's CuPy creation functions ignore ``device=`` and ``zeros_like``
+        allocates on the *current* device), nothing to do on the other libraries."""
+        return self.device if self.name == "cupy" else contextlib.nullcontext()
+
     def holds(self, array: Any) -> bool:
         """True when ``array`` is already in this backend's namespace and on its device."""
         return (
             is_array(array)
             and namespace_of(array) is self.xp
-            and array_api_compat.device(array) == self.device
+            and same_device(device_of(array), self.device)
         )
 
     def __repr__(self) -> str:
@@ -88,19 +96,20 @@ def backend_of(array: Any) -> Backend:
     """Where ``array`` lives: its namespace and device, with its dtype as the default float dtype
     when it is floating (else the active backend's). The active backend itself when equal."""
     active = get_backend()
-    xp, device = namespace_of(array), array_api_compat.device(array)
+    xp, device = namespace_of(array), device_of(array)
     dtype = array.dtype if has_dtype(array, "real floating") else active.dtype
-    if xp is active.xp and device == active.device and dtype == active.dtype:
+    if xp is active.xp and same_device(device, active.device) and dtype == active.dtype:
         return active
     return Backend(name=backend_name_of(xp), xp=xp, device=device, dtype=dtype)
 
 
 def move(array: Any, like: Any) -> Any:
-    """``array`` in ``like``'s namespace and on its device (as it is when already there)."""
-    xp, device = namespace_of(like), array_api_compat.device(like)
-    if namespace_of(array) is xp and array_api_compat.device(array) == device:
+    """``array`` in ``like``'s namespace and on its device (as it is when already there;
+    through DLPack where the libraries support it, see :func:`from_foreign`)."""
+    xp, device = namespace_of(like), device_of(like)
+    if namespace_of(array) is xp and same_device(device_of(array), device):
         return array
-    return host_to(to_numpy(array), xp, device)
+    return from_foreign(array, xp, device)
 
 
 def make_backend(name: str = "numpy", device: Any = None, dtype: str = "float32") -> Backend:
@@ -149,7 +158,8 @@ def use_backend(
     previous = get_backend()
     backend = set_backend(name, device, dtype)
     try:
-        yield backend
+        with backend.scope():
+            yield backend
     finally:
         set_backend(previous)
 
@@ -161,16 +171,21 @@ def asarray(data: Any, dtype: Any = None, backend: Backend | None = None) -> Any
     backend's namespace) is given; integer and boolean data keep their kind.
     """
     backend = backend or get_backend()
+    with backend.scope():
+        return _asarray(data, dtype, backend)
+
+
+def _asarray(data: Any, dtype: Any, backend: Backend) -> Any:
     xp, device = backend.xp, backend.device
     if isinstance(dtype, str):
         dtype = getattr(xp, dtype)
-    if is_array(data) and array_api_compat.array_namespace(data) is xp:
-        if array_api_compat.device(data) != device:
-            data = array_api_compat.to_device(data, device)
-        if dtype is None and xp.isdtype(data.dtype, "real floating"):
+    if is_array(data) and not isinstance(data, np.ndarray):
+        if namespace_of(data) is not xp or not same_device(device_of(data), device):
+            data = from_foreign(data, xp, device)
+        if dtype is None and has_dtype(data, "real floating"):
             dtype = backend.dtype
         return data if dtype is None or data.dtype == dtype else xp.astype(data, dtype)
-    host = to_numpy(data) if is_array(data) else data
+    host = data
     if dtype is None and host_dtype_kind(host) == "f":
         dtype = backend.dtype
     if dtype is None and backend.name == "jax" and host_dtype_kind(host) in "iu":

@@ -10,7 +10,9 @@ call, and a :class:`~portable_nn.callbacks.ProgressBar` reads values only when i
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from portable_nn import random as pnn_random
 from portable_nn import validation
@@ -22,6 +24,25 @@ from portable_nn.losses import SparseCategoricalCrossentropy
 from . import loop
 from .rng import RngStateMixin
 from .steps import StepsMixin
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def model_scope(model: Any) -> Any:
+    """The model's device scope (:meth:`Backend.scope`: on CuPy its device becomes the current
+    one, so every array made and kernel launched lands there)."""
+    return backend_of_model(model).scope()
+
+
+def on_model_device(method: Method) -> Method:
+    """Run ``method`` inside :func:`model_scope`."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with model_scope(self):
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 class TrainingMixin(StepsMixin, RngStateMixin):
@@ -36,6 +57,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         self.history: Any = None
 
     # -- fit ----------------------------------------------------------------------------------
+    @on_model_device
     def fit(
         self,
         x: Any,
@@ -156,6 +178,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         validation.run_checks(found)
 
     # -- evaluate / predict -------------------------------------------------------------------
+    @on_model_device
     def evaluate(
         self,
         x: Any,
@@ -175,6 +198,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         cbs.on_test_end(logs)
         return logs
 
+    @on_model_device
     def predict(
         self, x: Any, batch_size: int = 32, verbose: int = 0, callbacks: list[Any] | None = None
     ) -> Any:

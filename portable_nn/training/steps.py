@@ -6,6 +6,7 @@ from typing import Any
 
 from portable_nn import losses, optimizers
 from portable_nn import metrics as pnn_metrics
+from portable_nn.backend import device_scope
 
 
 class StepsMixin:
@@ -42,12 +43,14 @@ class StepsMixin:
         ``y`` must already be arrays on the model's device (see ``pnn.asarray``).
         """
         self._require_compiled("train_step")
-        return self._train_batch(x, y)[0]
+        with device_scope(x):
+            return self._train_batch(x, y)[0]
 
     def test_step(self, x: Any, y: Any) -> Any:
         """The batch loss in inference mode, a 0-d array (no host sync, nothing updated)."""
         self._require_compiled("test_step")
-        return self._test_batch(x, y)[0]
+        with device_scope(x):
+            return self._test_batch(x, y)[0]
 
     def _train_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
         y_pred, caches = self.forward(x, training=True)
