@@ -15,6 +15,7 @@ from .arrays import (
     is_writeable,
     namespace_and_device,
     namespace_of,
+    read_scalars,
     same_device,
     to_numpy,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "move",
     "namespace_and_device",
     "namespace_of",
+    "read_scalars",
     "same_device",
     "set_backend",
     "to_numpy",

@@ -160,6 +160,21 @@ def host_to(host: Any, xp: ModuleType, device: Any, dtype: Any = None) -> Any:
     return xp.asarray(host, dtype=dtype, device=device)
 
 
+def read_scalars(values: dict[str, Any]) -> dict[str, float]:
+    """0-d arrays (and Python numbers) -> Python floats with ONE device-to-host transfer: the
+    arrays are stacked on their device first (one namespace assumed; others read one by one)."""
+    out = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
+    keys = [k for k in values if k not in out]
+    if keys:
+        first = values[keys[0]]
+        xp = namespace_of(first)
+        same = [k for k in keys if namespace_of(values[k]) is xp]
+        stacked = xp.stack([xp.astype(values[k], first.dtype) for k in same])
+        out.update(zip(same, to_numpy(stacked).tolist()))
+        out.update((k, float(values[k])) for k in keys if k not in out)
+    return {k: out[k] for k in values}
+
+
 def host_dtype_kind(host: Any) -> str:
     """'f' floating, 'i'/'u' integer, 'b' bool — of host data after ``np.asarray``."""
     return np.asarray(host).dtype.kind

@@ -3,7 +3,7 @@ batches (see :mod:`portable_nn.callbacks.base` for the logs each hook gets).
 
 Per-batch logs hold device 0-d arrays (running means); epoch logs hold Python floats. The
 callbacks here read device values back only when they need them: ``ProgressBar`` when it
-redraws, ``TerminateOnNaN`` every ``check_every`` batches.
+redraws, ``TerminateOnNaN`` at epoch end (and every ``check_every`` batches when asked).
 """
 
 from .base import HOOKS, Callback, CallbackList

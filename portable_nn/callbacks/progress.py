@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from portable_nn import validation
+from portable_nn.backend import is_array, read_scalars
 
 from .base import Callback, Logs
 
@@ -153,16 +154,16 @@ class ProgressBar(Callback):
 
 
 def format_logs(logs: Logs) -> str:
-    """``"loss: 0.1234 - accuracy: 0.9500"``; reads each 0-d value back once (a device sync).
-    Values below 1e-3 in magnitude use scientific notation, as Keras does."""
+    """``"loss: 0.1234 - accuracy: 0.9500"``; the 0-d device values are read back together, in
+    one transfer (one sync). Values below 1e-3 in magnitude use scientific notation, as Keras
+    does."""
+    scalars = {
+        key: value
+        for key, value in (logs or {}).items()
+        if isinstance(value, (int, float)) or (is_array(value) and value.ndim == 0)
+    }
     parts = []
-    for key, value in (logs or {}).items():
-        if isinstance(value, str) or getattr(value, "ndim", 0) != 0:
-            continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
+    for key, number in read_scalars(scalars).items():
         small = number != 0.0 and math.isfinite(number) and abs(number) < 1e-3
         parts.append(f"{key}: {number:.4e}" if small else f"{key}: {number:.4f}")
     return " - ".join(parts)

@@ -14,26 +14,35 @@ from .base import HOOKS, Callback, Logs
 class TerminateOnNaN(Callback):
     """Stop training when the loss becomes NaN or infinite.
 
-    Cost: the per-batch loss is a device 0-d array, so checking it means one host sync. Like
-    Keras, the default checks after every batch (``check_every=1``). The logged loss is the
-    epoch's running mean, so a NaN/inf from any batch stays in it: ``check_every=N`` still
-    catches every bad batch, at most N - 1 batches later, for 1/N of the syncs (the weights
-    are already non-finite after the first bad update either way). The epoch-end loss, a
-    Python float, is always checked. ``stopped_batch``/``stopped_epoch`` say where it stopped.
+    Default: the epoch's loss (a Python float, read with the epoch's logs) is checked at the
+    end of every epoch: no host sync inside an epoch. ``check_every=N`` also checks the running
+    loss after every N-th batch (Keras checks every batch: ``check_every=1``); each check reads
+    a device value back, one sync. The logged loss is the epoch's running mean, so a NaN/inf
+    from any batch stays in it and is caught at the next check (the weights are already
+    non-finite after the first bad update either way). ``stopped_batch``/``stopped_epoch`` say
+    where it stopped (``stopped_batch`` is None when the epoch-end check caught it).
     """
 
-    def __init__(self, check_every: int = 1) -> None:
+    def __init__(self, check_every: int | None = None) -> None:
         super().__init__()
-        self.check_every = validation.positive_int("check_every", check_every)
+        if check_every is not None:
+            check_every = validation.positive_int("check_every", check_every)
+        self.check_every = check_every
         self.stopped_batch: int | None = None
         self.stopped_epoch: int | None = None
         self._epoch = 0
+
+    def implements(self, hook: str) -> bool:
+        if hook == "on_train_batch_end":  # the loop skips per-batch logs when nobody reads them
+            return self.check_every is not None
+        return super().implements(hook)
 
     def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         self._epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
-        if (batch + 1) % self.check_every == 0 and self._bad(logs):
+        every = self.check_every
+        if every is not None and (batch + 1) % every == 0 and self._bad(logs):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.stopped_batch, self.stopped_epoch = batch, self._epoch
             self.model.stop_training = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from portable_nn.backend import namespace_of, to_numpy
+from portable_nn.backend import namespace_of, read_scalars
 from portable_nn.data import ArrayData
 
 
@@ -37,18 +37,7 @@ class Totals:
 
 def read_logs(logs: dict[str, Any]) -> dict[str, float]:
     """Device 0-d values -> Python floats with one transfer (already-float entries pass)."""
-    keys = [k for k, v in logs.items() if not isinstance(v, (int, float))]
-    out = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
-    if keys:
-        first = logs[keys[0]]
-        xp = namespace_of(first)
-        values = [
-            v if v.dtype == first.dtype else xp.astype(v, first.dtype)
-            for v in (logs[k] for k in keys)
-        ]
-        host = to_numpy(xp.stack(values)).tolist()
-        out.update(zip(keys, host))
-    return {k: out[k] for k in logs}
+    return read_scalars(logs)
 
 
 def batch_sums(model: Any, loss: Any, y_pred: Any, y: Any, count: int) -> dict[str, Any]:
