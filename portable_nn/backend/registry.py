@@ -119,3 +119,23 @@ def _jax_device(text: str | None) -> Any:
         return jax.devices(platform)[int(index or 0)]
     except (RuntimeError, IndexError) as exc:
         raise ValueError(f"JAX has no device {text!r}: {exc}") from exc
+
+
+def device_free_bytes(name: str, device: Any) -> int | None:
+    """Free memory of an accelerator, asked of its library (None when it cannot say)."""
+    try:
+        if name == "cupy":
+            import cupy
+
+            with device:
+                return int(cupy.cuda.runtime.memGetInfo()[0])
+        if name == "torch":
+            import torch
+
+            return int(torch.cuda.mem_get_info(device)[0])
+        if name == "jax":
+            stats = device.memory_stats() or {}
+            return int(stats["bytes_limit"] - stats["bytes_in_use"])
+    except Exception:  # noqa: BLE001 - no such query on this build/device
+        return None
+    return None

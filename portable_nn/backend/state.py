@@ -18,6 +18,7 @@ from .arrays import (
     has_dtype,
     host_dtype_kind,
     host_to,
+    host_to_async,
     is_array,
     namespace_of,
     same_device,
@@ -25,6 +26,7 @@ from .arrays import (
 from .registry import (
     BACKEND_NAMES,
     cuda_problem,
+    device_free_bytes,
     enable_jax_float64,
     load_namespace,
     parse_device,
@@ -71,6 +73,20 @@ class Backend:
         CuPy (array-api-compat's CuPy creation functions ignore ``device=`` and ``zeros_like``
         allocates on the *current* device), nothing to do on the other libraries."""
         return self.device if self.name == "cupy" else contextlib.nullcontext()
+
+    @property
+    def is_cpu(self) -> bool:
+        """True when arrays live in host memory (NumPy, array-api-strict, torch/JAX on a CPU)."""
+        if self.name in ("numpy", "array_api_strict"):
+            return True
+        kind = getattr(self.device, "type", None) or getattr(self.device, "platform", None)
+        return kind == "cpu"
+
+    def free_memory(self) -> int | None:
+        """Free bytes on the device (None on a CPU, or when the library cannot say)."""
+        if self.is_cpu:
+            return None
+        return device_free_bytes(self.name, self.device)
 
     def holds(self, array: Any) -> bool:
         """True when ``array`` is already in this backend's namespace and on its device."""
@@ -164,18 +180,22 @@ def use_backend(
         set_backend(previous)
 
 
-def asarray(data: Any, dtype: Any = None, backend: Backend | None = None) -> Any:
+def asarray(
+    data: Any, dtype: Any = None, backend: Backend | None = None, *, asynchronous: bool = False
+) -> Any:
     """Put ``data`` (lists, NumPy, or another library's array) on the active backend's device.
 
     Floating data gets the backend's default dtype unless ``dtype`` (a name or a dtype of the
-    backend's namespace) is given; integer and boolean data keep their kind.
+    backend's namespace) is given; integer and boolean data keep their kind. CPU backends wrap
+    NumPy data without a copy where the dtype allows it. ``asynchronous=True`` lets a host copy
+    return before it is done where the library can (:func:`host_to_async`).
     """
     backend = backend or get_backend()
     with backend.scope():
-        return _asarray(data, dtype, backend)
+        return _asarray(data, dtype, backend, asynchronous)
 
 
-def _asarray(data: Any, dtype: Any, backend: Backend) -> Any:
+def _asarray(data: Any, dtype: Any, backend: Backend, asynchronous: bool = False) -> Any:
     xp, device = backend.xp, backend.device
     if isinstance(dtype, str):
         dtype = getattr(xp, dtype)
@@ -190,4 +210,4 @@ def _asarray(data: Any, dtype: Any, backend: Backend) -> Any:
         dtype = backend.dtype
     if dtype is None and backend.name == "jax" and host_dtype_kind(host) in "iu":
         dtype = xp.asarray(0).dtype  # int32 unless jax_enable_x64
-    return host_to(host, xp, device, dtype)
+    return (host_to_async if asynchronous else host_to)(host, xp, device, dtype)

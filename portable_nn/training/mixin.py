@@ -11,6 +11,7 @@ call, and a :class:`~portable_nn.callbacks.ProgressBar` reads values only when i
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,7 +19,7 @@ from portable_nn import random as pnn_random
 from portable_nn import validation
 from portable_nn.backend import is_array, move, namespace_of, to_numpy
 from portable_nn.callbacks import CallbackList
-from portable_nn.data import ArrayData, backend_of_model, check_shapes
+from portable_nn.data import ArrayData, BatchStream, backend_of_model, check_shapes, is_stream
 from portable_nn.losses import SparseCategoricalCrossentropy
 
 from . import loop
@@ -26,6 +27,7 @@ from .rng import RngStateMixin
 from .steps import StepsMixin
 
 Method = TypeVar("Method", bound=Callable[..., Any])
+Data = ArrayData | BatchStream
 
 
 def model_scope(model: Any) -> Any:
@@ -61,7 +63,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
     def fit(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         epochs: int = 1,
         batch_size: int = 32,
         validation_data: tuple[Any, Any] | None = None,
@@ -71,11 +73,17 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         verbose: int = 1,
         seed: int | None = None,
         initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
     ) -> Any:
         """Train for ``epochs - initial_epoch`` epochs; returns the :class:`History`.
 
-        ``validation_split`` holds out the LAST fraction of the samples (before shuffling);
-        ``validation_data=(x_val, y_val)`` takes precedence over it. ``seed`` reseeds the
+        ``x``, ``y``: arrays of any supported library, NumPy memory maps (read batch by batch),
+        or ``x`` alone as an iterable/generator of ``(x, y)`` batches (``steps_per_epoch``
+        batches per epoch, else until it runs out; Keras's rules, see
+        :mod:`portable_nn.data.stream`). ``validation_split`` holds out the LAST fraction of
+        the samples (before shuffling); ``validation_data`` (arrays ``(x_val, y_val)`` or a
+        generator, with ``validation_steps``) takes precedence over it. ``seed`` reseeds the
         model's generator (batch order) and every layer's generator (dropout masks), so two
         fits from the same weights with the same seed give identical losses; without it the
         generators simply continue. Bad input raises before any parameter changes.
@@ -85,7 +93,15 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         validation.positive_int("batch_size", batch_size)
         validation.non_negative_int("initial_epoch", initial_epoch)
         split = validation.fraction("validation_split", validation_split)
-        train, val = self._fit_data(x, y, validation_data, split, batch_size)
+        for name, value in (
+            ("steps_per_epoch", steps_per_epoch),
+            ("validation_steps", validation_steps),
+        ):
+            if value is not None:
+                validation.positive_int(name, value)
+        train, val = self._fit_data(
+            x, y, validation_data, split, batch_size, steps_per_epoch, validation_steps
+        )
         steps = train.steps(batch_size)
         params = dict(
             epochs=epochs, steps=steps, verbose=verbose, batch_size=batch_size, samples=train.n
@@ -99,20 +115,34 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         logs: dict[str, Any] = {}
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch, None)
-            logs = self._fit_epoch(train, val, batch_size, shuffle, cbs)
-            self.epoch = epoch + 1
-            cbs.on_epoch_end(epoch, logs)
+            epoch_logs = self._fit_epoch(train, val, batch_size, shuffle, cbs)
+            if epoch_logs is not None:  # None: the source had no batch left for this epoch
+                logs = epoch_logs
+                self.epoch = epoch + 1
+                cbs.on_epoch_end(epoch, logs)
+            if getattr(train, "exhausted", False):
+                warnings.warn(
+                    "the batch source ran out of data; stopping training (give "
+                    "steps_per_epoch * epochs batches, or a source that can restart)",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                self.stop_training = True
             if self.stop_training:
                 break
         cbs.on_train_end(logs)
         return self.history
 
     def _fit_epoch(
-        self, train: ArrayData, val: ArrayData | None, batch_size: int, shuffle: bool, cbs: Any
-    ) -> dict[str, float]:
-        """Train on every batch, validate, then read all the epoch's logs back at once."""
+        self, train: Data, val: Data | None, batch_size: int, shuffle: bool, cbs: Any
+    ) -> dict[str, float] | None:
+        """Train on every batch, validate, then read all the epoch's logs back at once (None
+        when a batch source had nothing left)."""
         order = train.order(self.generator, shuffle)
-        logs = loop.run_epoch(self, train, batch_size, order, cbs).means()
+        totals = loop.run_epoch(self, train, batch_size, order, cbs)
+        if totals.count == 0:
+            return None
+        logs = totals.means()
         if val is None:
             return loop.read_logs(logs)
         cbs.on_test_begin(None)
@@ -122,16 +152,27 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         return logs
 
     def _fit_data(
-        self, x: Any, y: Any, validation_data: Any, split: float, batch_size: int
-    ) -> tuple[ArrayData, ArrayData | None]:
+        self,
+        x: Any,
+        y: Any,
+        validation_data: Any,
+        split: float,
+        batch_size: int,
+        steps: int | None = None,
+        validation_steps: int | None = None,
+    ) -> tuple[Data, Data | None]:
         """Place, split and check the training (and validation) data: one sync in all."""
-        train = self._prepare(x, y, "", batch_size)
+        train = self._prepare(x, y, "", batch_size, steps)
         val = None
-        if validation_data is not None:
+        if is_stream(validation_data):
+            val = self._prepare(
+                validation_data, None, "validation_data", batch_size, validation_steps
+            )
+        elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError(
-                    "validation_data must be a tuple (x_val, y_val) (sample weights are not "
-                    f"supported). Received: {type(validation_data).__name__}"
+                    "validation_data must be a tuple (x_val, y_val) or a batch generator (sample "
+                    f"weights are not supported). Received: {type(validation_data).__name__}"
                 )
             val = self._prepare(*validation_data, "validation_data", batch_size)
         elif split > 0.0:
@@ -139,18 +180,39 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         self._check_values(train, val)
         return train, val
 
-    def _prepare(self, x: Any, y: Any, what: str, batch_size: int) -> ArrayData:
-        """Shapes and dtypes (free), then build, place and dry-run a few samples."""
-        if y is None:
-            raise ValueError(f"{what or 'fit/evaluate'}: y is required (targets for the loss)")
-        x, y = _with_shape(x), _with_shape(y)
+    def _prepare(
+        self, x: Any, y: Any, what: str, batch_size: int, steps: int | None = None
+    ) -> Data:
+        """Shapes and dtypes (free), then build, place and dry-run the first batch."""
+        if is_stream(x):
+            if y is not None:
+                raise ValueError(
+                    f"{what or 'fit/evaluate'}: with a batch generator x, y must be None"
+                )
+            data = self._stream(x, steps, what)
+        else:
+            if y is None:
+                raise ValueError(f"{what or 'fit/evaluate'}: y is required (targets for the loss)")
+            data = self._arrays(x, y, what)
+            data.y = self._labels_as_loss_expects(data.y)
+        self._dry_run(data, batch_size)
+        return data
+
+    def _arrays(self, x: Any, y: Any, what: str) -> ArrayData:
+        x, y = _with_shape(x), None if y is None else _with_shape(y)
         check_shapes(x, y, what)
         if not self.built:
             self.build((None, *tuple(x.shape[1:])))
-        data = ArrayData.from_inputs(x, y, backend_of_model(self))
-        data.y = self._labels_as_loss_expects(data.y)
-        self._dry_run(data, batch_size)
-        return data
+        return ArrayData.from_inputs(x, y, backend_of_model(self))
+
+    def _stream(self, source: Any, steps: int | None, what: str) -> BatchStream:
+        """A :class:`BatchStream`; an unbuilt model is built from the first batch's shape."""
+        stream = BatchStream(source, steps, backend_of_model(self))
+        if not self.built:
+            self.build((None, *tuple(_with_shape(stream.peek()).shape[1:])))
+            stream.backend = backend_of_model(self)
+        stream.targets, stream.what = self._labels_as_loss_expects, what
+        return stream
 
     def _labels_as_loss_expects(self, y: Any) -> Any:
         """(N, 1) integer labels become (N,) for sparse cross-entropy (as Keras squeezes)."""
@@ -162,13 +224,15 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         """Inference forward, loss and metrics on the first batch: catches feature sizes, target
         shapes and dtypes before training changes anything (no sync, no state change). A full
         batch, so that libraries that compile per shape (JAX) reuse the work in training."""
-        xb, yb, _ = next(data.batches(batch_size))
+        xb, yb, _ = data.first(batch_size)
         y_pred = self.forward(xb, training=False)[0]
+        if yb is None:  # predict
+            return
         self._loss_value_and_gradient(yb, y_pred)
         for metric in self.compiled_metrics:
             metric.batch_value(yb, y_pred)
 
-    def _check_values(self, *datasets: ArrayData | None) -> None:
+    def _check_values(self, *datasets: Data | None) -> None:
         """NaN/inf and label range over the whole data, one read-back for everything."""
         classes = int(self.compute_output_shape(self.input_shape)[-1])
         found = []
@@ -182,15 +246,17 @@ class TrainingMixin(StepsMixin, RngStateMixin):
     def evaluate(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         batch_size: int = 32,
         verbose: int = 0,
         callbacks: list[Any] | None = None,
+        steps: int | None = None,
     ) -> dict[str, float]:
-        """Mean loss and metrics over ``(x, y)`` in inference mode, as Python floats."""
+        """Mean loss and metrics over ``(x, y)`` (or a generator of batches, ``steps`` of them
+        or until it runs out) in inference mode, as Python floats."""
         self._require_compiled("evaluate")
         validation.positive_int("batch_size", batch_size)
-        data = self._prepare(x, y, "", batch_size)
+        data = self._prepare(x, y, "", batch_size, steps)
         self._check_values(data)
         cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
         cbs.on_test_begin(None)
@@ -200,21 +266,23 @@ class TrainingMixin(StepsMixin, RngStateMixin):
 
     @on_model_device
     def predict(
-        self, x: Any, batch_size: int = 32, verbose: int = 0, callbacks: list[Any] | None = None
+        self,
+        x: Any,
+        batch_size: int = 32,
+        verbose: int = 0,
+        callbacks: list[Any] | None = None,
+        steps: int | None = None,
     ) -> Any:
         """Inference outputs for ``x``, returned in ``x``'s namespace and on its device (host
-        data such as lists gives a NumPy array)."""
+        data such as lists gives a NumPy array; a generator of batches gives the outputs on
+        the model's device)."""
         validation.positive_int("batch_size", batch_size)
-        x = _with_shape(x)
-        check_shapes(x, None, "")
-        if not self.built:
-            self.build((None, *tuple(x.shape[1:])))
-        data = ArrayData.from_inputs(x, None, backend_of_model(self))
+        data = self._stream(x, steps, "") if is_stream(x) else self._arrays(x, None, "")
         cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
         cbs.on_predict_begin(None)
         y = loop.run_predict(self, data, batch_size, cbs)
         cbs.on_predict_end(None)
-        return move(y, x)
+        return y if is_stream(x) else move(y, _with_shape(x))
 
     # -- helpers ------------------------------------------------------------------------------
     def _reseed(self, seed: int) -> None:
