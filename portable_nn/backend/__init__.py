@@ -21,6 +21,7 @@ from .arrays import (
     to_numpy,
 )
 from .host_random import HostStream
+from .native import native
 from .registry import BACKEND_NAMES, BackendUnavailableError, cuda_problem
 from .state import (
     Backend,
@@ -55,6 +56,7 @@ __all__ = [
     "move",
     "namespace_and_device",
     "namespace_of",
+    "native",
     "read_scalars",
     "same_device",
     "set_backend",
