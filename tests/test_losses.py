@@ -322,15 +322,15 @@ def test_shape_mismatch_is_never_broadcast(backend):
     y_pred = _probs(backend, (N, 1))
     for loss in ALL_LOSSES:
         for shape, text in (((N,), r"\(4,\)"), ((N, 2), r"\(4, 2\)"), ((1, 1), r"\(1, 1\)")):
-            with pytest.raises(ValueError, match=rf"y_true.shape={text}, y_pred.shape=\(4, 1\)"):
+            with pytest.raises(ValueError, match=rf"y_true has shape {text}, expected \(4, 1\)"):
                 loss(backend.asarray(np.zeros(shape), "float32"), y_pred)
-            with pytest.raises(ValueError, match="same shape"):
+            with pytest.raises(ValueError, match="no broadcasting"):
                 loss.gradient(backend.asarray(np.zeros(shape), "float32"), y_pred)
 
 
 def test_sparse_label_shape_and_dtype(backend):
     for loss in SPARSE:
-        with pytest.raises(ValueError, match=r"y_true.shape=\(4, 1\), y_pred.shape=\(4, 3\)"):
+        with pytest.raises(ValueError, match=r"y_true has shape \(4, 1\), expected \(4,\)"):
             loss(backend.asarray(np.zeros((N, 1), dtype=np.int32)), _probs(backend))
         with pytest.raises(TypeError, match="integer class labels.*float32"):
             loss(backend.asarray(np.zeros(N), "float32"), _probs(backend))
@@ -420,7 +420,7 @@ def test_check_values_false_skips_only_the_value_checks(backend):
         for a, b in zip(got, expected):
             np.testing.assert_array_equal(backend.to_numpy(a), backend.to_numpy(b))
         assert float(sparse(labels, _probs(backend), check_values=check)) == float(expected[0])
-    with pytest.raises(ValueError, match="same shape"):  # shapes are still checked
+    with pytest.raises(ValueError, match="no broadcasting"):  # shapes are still checked
         loss.gradient(backend.asarray(np.zeros(N), "float32"), _probs(backend), check_values=False)
 
 
@@ -453,6 +453,21 @@ def test_mixed_libraries_or_devices(backend):
         loss(y_pred, other)
 
 
+def test_inside_jax_jit(backend):
+    """Under ``jax.jit`` the arrays are tracers without ``.device``: the full namespace check
+    runs and the traced loss equals the eager one."""
+    if backend.name != "jax":
+        pytest.skip("jax.jit needs the jax backend")
+    import jax
+
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    labels = backend.asarray(np.array([2, 0, 1, 2]))
+    logits = backend.asarray(np.random.default_rng(5).normal(size=(N, C)), "float32")
+    traced = jax.jit(lambda t, p: loss.value_and_gradient(t, p, check_values=False))
+    for got, eager in zip(traced(labels, logits), loss.value_and_gradient(labels, logits)):
+        np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(eager), rtol=1e-6)
+
+
 def test_non_arrays_and_empty_batches(backend):
     loss = losses.MeanSquaredError()
     with pytest.raises(TypeError, match="y_true must be an array"):
@@ -467,9 +482,9 @@ def test_non_arrays_and_empty_batches(backend):
 
 
 def test_constructor_arguments_are_checked():
-    with pytest.raises(ValueError, match="reduction must be one of mean, sum, none.*'avg'"):
+    with pytest.raises(ValueError, match="reduction must be one of 'mean', 'sum', 'none'.*'avg'"):
         losses.MeanSquaredError(reduction="avg")
-    with pytest.raises(ValueError, match="delta must be a positive"):
+    with pytest.raises(ValueError, match="delta must be > 0"):
         losses.Huber(delta=0.0)
     with pytest.raises(TypeError, match="delta must be"):
         losses.Huber(delta="1")

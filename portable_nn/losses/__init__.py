@@ -10,24 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from .base import LOSS_REGISTRY, REDUCTIONS, Loss
-from .binary import BinaryCrossentropy
-from .crossentropy import CategoricalCrossentropy, SparseCategoricalCrossentropy
+from .crossentropy import BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy
 from .regression import Huber, MeanAbsoluteError, MeanSquaredError
 
-_ALIASES: dict[str, type[Loss]] = {
+_SHORT_NAMES: dict[str, type[Loss]] = {
     "mse": MeanSquaredError,
-    "mean_squared_error": MeanSquaredError,
     "mae": MeanAbsoluteError,
-    "mean_absolute_error": MeanAbsoluteError,
     "huber": Huber,
-    "huber_loss": Huber,
     "bce": BinaryCrossentropy,
-    "binary_crossentropy": BinaryCrossentropy,
     "cce": CategoricalCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
     "scce": SparseCategoricalCrossentropy,
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
 }
+# plus the Keras names: mean_squared_error, huber_loss, binary_crossentropy, ...
+_ALIASES = {**_SHORT_NAMES, **{cls.default_name: cls for cls in _SHORT_NAMES.values()}}
 
 
 def _class_for(name: str) -> type[Loss]:
