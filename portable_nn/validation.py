@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from portable_nn.backend import has_dtype, namespace_and_device, namespace_of
+from portable_nn.backend import has_dtype, integer_range, namespace_and_device, namespace_of
 
 Check = tuple[Any, Callable[[], str]]  # (0-d boolean "all good", message builder)
 
@@ -155,8 +155,8 @@ def labels_in_range(label: str, labels: Any, classes: int) -> list[Check]:
     """``[check that integer labels lie in [0, classes)]``; the message names a bad label and
     its flat position. Bounds the dtype already guarantees are not computed."""
     xp = namespace_of(labels)
-    info = xp.iinfo(labels.dtype)
-    check_low, check_high = int(info.min) < 0, classes <= int(info.max)
+    lowest, highest = integer_range(labels)
+    check_low, check_high = lowest < 0, classes <= highest
     if not (check_low or check_high):
         return []
     low, high = (labels >= 0) if check_low else None, (labels < classes) if check_high else None

@@ -14,7 +14,8 @@ import numpy as np
 # several times per layer per step): namespace by array type, isdtype answers by
 # (array type, dtype, kind). Keyed by type, so dtypes of two libraries never meet.
 _NAMESPACE_BY_TYPE: dict[type, ModuleType] = {}
-_ISDTYPE: dict[tuple[type, Any, Any], bool] = {}
+_ISDTYPE: dict[tuple[type, Any, Any], Any] = {}  # isdtype answers, integer ranges
+_CANONICAL: dict[Any, Any] = {}  # a ``.device`` value -> its canonical device object
 
 
 def namespace_of(array: Any) -> ModuleType:
@@ -37,6 +38,16 @@ def has_dtype(array: Any, kind: Any) -> bool:
         return answer
     except TypeError:  # an unhashable dtype object
         return bool(namespace_of(array).isdtype(array.dtype, kind))
+
+
+def integer_range(array: Any) -> tuple[int, int]:
+    """``(min, max)`` of an integer array's dtype (``xp.iinfo``, cached like :func:`has_dtype`)."""
+    key = (type(array), array.dtype, "iinfo")
+    found = _ISDTYPE.get(key)
+    if found is None:
+        info = namespace_of(array).iinfo(array.dtype)
+        found = _ISDTYPE[key] = (int(info.min), int(info.max))  # type: ignore[assignment]
+    return found  # type: ignore[return-value]
 
 
 def is_writeable(array: Any) -> bool:
@@ -67,8 +78,12 @@ def same_device(a: Any, b: Any) -> bool:
 
 
 def device_of(array: Any) -> Any:
-    """The canonical device of an array (``array_api_compat.device``, then canonicalised)."""
-    return canonical_device(array_api_compat.device(array))
+    """The canonical device of an array (``array_api_compat.device``, then canonicalised);
+    None when the array cannot tell (a JAX tracer inside ``jax.grad``)."""
+    try:
+        return canonical_device(array_api_compat.device(array))
+    except Exception:  # noqa: BLE001 - tracers and other device-less stand-ins
+        return None
 
 
 def device_scope(array: Any) -> contextlib.AbstractContextManager[Any]:
@@ -91,12 +106,18 @@ def namespace_and_device(*arrays: Any) -> tuple[ModuleType, Any]:
     first = arrays[0] if arrays else None
     kind = type(first)
     xp = _NAMESPACE_BY_TYPE.get(kind)
-    if xp is not None and all(type(a) is kind for a in arrays):
+    if xp is not None:
         try:
             device = first.device
-            if all(a.device == device for a in arrays[1:]):
-                return xp, device_of(first)
-        except AttributeError:  # e.g. a JAX tracer has no device: take the full check
+            for other in arrays[1:]:
+                if type(other) is not kind or other.device != device:
+                    break
+            else:
+                canonical = _CANONICAL.get(device)
+                if canonical is None:
+                    canonical = _CANONICAL[device] = canonical_device(device)
+                return xp, canonical
+        except (AttributeError, TypeError):  # a JAX tracer has no device; unhashable devices
             pass
     found = [a for a in arrays if a is not None and not isinstance(a, (int, float, bool, complex))]
     if not found:
@@ -111,7 +132,9 @@ def namespace_and_device(*arrays: Any) -> tuple[ModuleType, Any]:
                 f"{backend_name_of(xp)} and {backend_name_of(other_xp)}"
             )
         other_device = device_of(other)
-        if not same_device(other_device, device):
+        if device is None or other_device is None:  # unknown (a tracer): cannot disagree
+            device = device if other_device is None else other_device
+        elif not same_device(other_device, device):
             raise ValueError(f"arrays on two devices cannot be mixed: {device} and {other_device}")
     return xp, device
 
