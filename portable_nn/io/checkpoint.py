@@ -1,43 +1,45 @@
 """Model checkpoints: architecture, weights, optimizer state, RNG state and epoch in one file.
 
-File layout (safetensors, see :mod:`portable_nn.io.format`):
+A plain safetensors file: tensors ``"0.weight"``, ``"2.running_mean"`` ... (the model's
+``state_dict()``) and, in full-model files, ``"optimizer/<key>"`` (the optimizer's arrays);
+``__metadata__`` strings ``format="portable_nn"``, ``format_version="1"``, ``content``
+(``"model"`` or ``"weights"``), ``portable_nn_version``, and for model files ``model_class``
+plus the JSON texts ``model_config``, ``compile_config`` (when compiled), ``optimizer_state``
+(``{"step": n}``) and ``training_state`` (``{"epoch", "rng"}``).
 
-* tensors ``"0.weight"``, ``"2.running_mean"`` ... — the model's ``state_dict()``;
-* tensors ``"optimizer/<key>"`` — the optimizer's array state (full-model files only);
-* ``__metadata__`` (all values strings): ``format="portable_nn"``, ``format_version="1"``,
-  ``content`` (``"model"`` or ``"weights"``), ``portable_nn_version``, and for model files
-  ``model_class`` plus the JSON texts ``model_config``, ``compile_config`` (when compiled),
-  ``optimizer_state`` (``{"step": n}``) and ``training_state`` (``{"epoch", "rng"}``).
-
-Loading validates the whole file (layout, values, names, shapes, dtypes) before anything is
-assigned, so a bad file raises ``ValueError`` and leaves the model as it was.
+Loading checks the header before any data is read and the whole file before anything is
+assigned: names, shapes and dtypes against the model; JSON fields for size and depth; and the
+architecture is rebuilt only as large as the file's own tensors (``weight_budget``). Problems
+raise ``ValueError`` naming the tensor or the field and leave the model as it was.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from portable_nn.backend import Backend, namespace_and_device, namespace_of
+from portable_nn.layers._weights import weight_budget
 
-from . import training_state
-from .atomic import PathLike, atomic_open
-from .tensors import host_copies, read_host, resolve_backend, to_device, write_host
+from . import training_state as state
+from .atomic import PathLike
+from .tensors import DTYPES, Reader, open_file, resolve_backend, save_tensors, short
 
 FORMAT = "portable_nn"
 FORMAT_VERSION = "1"
-OPTIMIZER_PREFIX = "optimizer/"
+OPTIMIZER = "optimizer/"  # name prefix of optimizer tensors
+JSON_FIELDS = ("model_config", "compile_config", "optimizer_state", "training_state")
+MAX_JSON_CHARS, MAX_JSON_DEPTH = 2**20, 32  # per field; a nested Sequential adds 3 levels
+MAX_CLASSES = 2048  # objects named by "class_name" per field: building n layers costs O(n²) today
 
 
 def _metadata(content: str) -> dict[str, str]:
     from portable_nn import __version__
 
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "content": content,
-        "portable_nn_version": __version__,
-    }
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "content": content,
+            "portable_nn_version": __version__}  # fmt: skip
 
 
 def _require_built(model: Any, what: str) -> None:
@@ -48,32 +50,50 @@ def _require_built(model: Any, what: str) -> None:
         )
 
 
-def _read_ours(path: PathLike, allow_nonfinite: bool) -> tuple[dict[str, Any], dict[str, str]]:
-    """Validated host tensors and metadata of a portable_nn file; ``ValueError`` otherwise."""
-    host, metadata = read_host(path, allow_nonfinite=allow_nonfinite)
+def _check_ours(reader: Reader) -> dict[str, str]:
+    """The metadata of a portable_nn checkpoint this version reads; ``ValueError`` otherwise."""
+    path, metadata = reader.path, reader.metadata
     if metadata.get("format") != FORMAT:
         raise ValueError(
-            f"{str(path)!r} is a safetensors file but not a portable_nn checkpoint (no "
+            f"{path!r} is a safetensors file but not a portable_nn checkpoint (no "
             f"format={FORMAT!r} in its metadata); read foreign files with pnn.io.load_tensors"
         )
     version = metadata.get("format_version", "")
-    if not version.isdigit():
-        raise ValueError(f"{str(path)!r}: format_version {version!r} is not a number")
+    if not (version.isascii() and version.isdigit() and len(version) < 9):
+        raise ValueError(f"{path!r}: format_version {short(repr(version))} is not a number")
     if int(version) > int(FORMAT_VERSION):
         raise ValueError(
-            f"{str(path)!r} was written in checkpoint format {version}; this portable_nn reads "
+            f"{path!r} was written in checkpoint format {version}; this portable_nn reads "
             f"format {FORMAT_VERSION} and older: upgrade portable_nn"
         )
-    return host, metadata
+    return metadata
 
 
-# -- weights only -----------------------------------------------------------------------------
+def _check_fit(reader: Reader, own: dict[str, Any], names: list[str]) -> None:
+    """Names, shapes and dtypes in the header against the model's ``own`` arrays."""
+    present = set(names)
+    missing, unexpected = [k for k in own if k not in present], [k for k in names if k not in own]
+    if missing or unexpected:
+        raise ValueError(
+            f"{reader.path!r} does not fit the model: missing tensors {missing[:10]}, "
+            f"unexpected tensors {unexpected[:10]}"
+            + (" (the first 10)" if max(len(missing), len(unexpected)) > 10 else "")
+        )
+    for name, value in own.items():
+        code, shape = reader.info(name)
+        if tuple(value.shape) != shape:
+            problem = f"shape {shape}, the model expects {tuple(value.shape)}"
+        elif getattr(namespace_of(value), DTYPES[code], None) != value.dtype:
+            problem = f"dtype {DTYPES[code]}, the model expects {value.dtype}"
+        else:
+            continue
+        raise ValueError(f"{reader.path!r}: tensor {name!r} has {problem}")
+
+
 def save_weights(model: Any, path: PathLike, *, overwrite: bool = True) -> None:
     """Save ``model.state_dict()`` (parameters and buffers) to a safetensors file, atomically."""
     _require_built(model, "save_weights")
-    host = host_copies(model.state_dict())
-    with atomic_open(path, overwrite=overwrite) as file:
-        write_host(file, host, _metadata("weights"))
+    save_tensors(path, model.state_dict(), _metadata("weights"), overwrite=overwrite)
 
 
 def load_weights(model: Any, path: PathLike, *, allow_nonfinite: bool = False) -> None:
@@ -84,39 +104,16 @@ def load_weights(model: Any, path: PathLike, *, allow_nonfinite: bool = False) -
     and NaN/inf values are refused unless ``allow_nonfinite``. The model is unchanged on error.
     """
     _require_built(model, "load_weights")
-    host, _ = _read_ours(path, allow_nonfinite)
-    weights = {k: v for k, v in host.items() if not k.startswith(OPTIMIZER_PREFIX)}
     own = model.state_dict()
-    _check_fit(path, own, weights)
+    xp, device = namespace_and_device(*own.values()) if own else (None, None)
+    with open_file(path, xp, device) as reader:
+        _check_ours(reader)
+        _check_fit(reader, own, [n for n in reader.names if not n.startswith(OPTIMIZER)])
+        weights = {n: reader.read(n, xp, device, allow_nonfinite) for n in own}
     if own:
-        xp, device = namespace_and_device(*own.values())
-        model.load_state_dict(to_device(weights, xp, device))
+        model.load_state_dict(weights)
 
 
-def _check_fit(path: PathLike, own: dict[str, Any], weights: dict[str, Any]) -> None:
-    """Names, shapes and dtypes of host ``weights`` against the model's ``own`` arrays."""
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    if missing or unexpected:
-        raise ValueError(
-            f"{str(path)!r} does not fit the model: missing tensors {missing}, "
-            f"unexpected tensors {unexpected}"
-        )
-    for name, value in own.items():
-        if tuple(value.shape) != weights[name].shape:
-            raise ValueError(
-                f"{str(path)!r}: tensor {name!r} has shape {weights[name].shape}, "
-                f"the model expects {tuple(value.shape)}"
-            )
-        stored = weights[name].dtype
-        if getattr(namespace_of(value), stored.name, None) != value.dtype:
-            raise ValueError(
-                f"{str(path)!r}: tensor {name!r} has dtype {stored}, "
-                f"the model expects {value.dtype}"
-            )
-
-
-# -- whole model ------------------------------------------------------------------------------
 def save_model(
     model: Any, path: PathLike, *, include_optimizer: bool = True, overwrite: bool = True
 ) -> None:
@@ -129,16 +126,13 @@ def save_model(
     include_optimizer : also store the optimizer's state and step (needed to resume training).
     overwrite : when False an existing ``path`` raises ``FileExistsError``.
     """
-    metadata = _metadata("model")
-    metadata["model_config"] = json.dumps(model.get_config())
-    host = host_copies(model.state_dict())
-    metadata.update(training_state.describe(model))
+    metadata = {**_metadata("model"), "model_config": json.dumps(model.get_config())}
+    tensors = dict(model.state_dict())
+    metadata.update(state.describe(model))
     if include_optimizer and getattr(model, "optimizer", None) is not None:
-        arrays, scalars = training_state.optimizer_state(model.optimizer)
-        host.update(host_copies({OPTIMIZER_PREFIX + k: v for k, v in arrays.items()}))
-        metadata["optimizer_state"] = json.dumps(scalars)
-    with atomic_open(path, overwrite=overwrite) as file:
-        write_host(file, host, metadata)
+        arrays, metadata["optimizer_state"] = state.optimizer_state(model.optimizer)
+        tensors.update({OPTIMIZER + k: v for k, v in arrays.items()})
+    save_tensors(path, tensors, metadata, overwrite=overwrite)
 
 
 def load_model(
@@ -162,43 +156,75 @@ def load_model(
 
     Any problem with the file raises ``ValueError`` naming the tensor or the field.
     """
-    host, metadata = _read_ours(path, allow_nonfinite)
-    if metadata.get("content") != "model":
-        raise ValueError(
-            f"{str(path)!r} holds weights only, without an architecture; build the model and "
-            "call load_weights instead"
+    target = resolve_backend(backend)
+    with open_file(path, target.xp, target.device) as reader:
+        path, metadata = reader.path, _check_ours(reader)
+        if metadata.get("content") != "model":
+            raise ValueError(
+                f"{path!r} holds weights only, without an architecture; build the model and "
+                "call load_weights instead"
+            )
+        if "model_config" not in metadata:
+            raise ValueError(f"{path!r}: the metadata has no 'model_config'")
+        fields = {k: _json_field(path, metadata, k) for k in JSON_FIELDS if k in metadata}
+        names = [n for n in reader.names if not n.startswith(OPTIMIZER)]
+        infos = [reader.info(n) for n in names]
+        target = state.backend_for(target, [DTYPES[code] for code, _ in infos])
+        with weight_budget(sum(math.prod(shape) for _, shape in infos)):
+            model_class = metadata.get("model_class", "Sequential")
+            model = state.build_model(path, model_class, fields["model_config"], target)
+        xp, device = target.xp, target.device
+        if names or model.built:
+            _require_built(model, f"load_model({path!r})")
+            _check_fit(reader, model.state_dict(), names)
+            model.load_state_dict({n: reader.read(n, xp, device, allow_nonfinite) for n in names})
+        compiled = compile and state.compile_model(
+            path, model, fields.get("compile_config"), custom_objects
         )
-    weights = {k: v for k, v in host.items() if not k.startswith(OPTIMIZER_PREFIX)}
-    target = training_state.backend_for(resolve_backend(backend), weights)
-    config = _json_field(path, metadata, "model_config")
-    model_class = metadata.get("model_class", "Sequential")
-    model = training_state.build_model(path, model_class, config, target)
-    if weights or model.built:
-        _require_built(model, f"load_model({str(path)!r})")
-        _check_fit(path, model.state_dict(), weights)
-        model.load_state_dict(to_device(weights, target.xp, target.device))
-    optimizer_arrays = {
-        k[len(OPTIMIZER_PREFIX) :]: v for k, v in host.items() if k.startswith(OPTIMIZER_PREFIX)
-    }
-    fields = {
-        name: _json_field(path, metadata, name)
-        for name in ("compile_config", "optimizer_state", "training_state")
-        if name in metadata
-    }
-    optimizer_arrays = to_device(optimizer_arrays, target.xp, target.device)
-    training_state.restore(path, model, fields, optimizer_arrays, compile, custom_objects)
+        if compiled and "optimizer_state" in fields:
+            slots = _optimizer_slots(reader, model)
+            arrays = {k: reader.read(OPTIMIZER + k, xp, device, allow_nonfinite) for k in slots}
+            state.load_optimizer_state(path, model, fields["optimizer_state"], arrays)
+        state.restore_training(path, model, fields.get("training_state"))
     return model
 
 
-def _json_field(path: PathLike, metadata: dict[str, str], name: str) -> Any:
-    if name not in metadata:
-        raise ValueError(f"{str(path)!r}: the metadata has no {name!r}")
+def _optimizer_slots(reader: Reader, model: Any) -> list[str]:
+    """Names of the optimizer tensors, each checked to be ``<parameter>.<slot>`` (before any
+    is read: a corrupt file could hold thousands of empty ones)."""
+    params, slots = model.parameters(), getattr(model.optimizer, "slot_names", None)
+    keys = [n[len(OPTIMIZER) :] for n in reader.names if n.startswith(OPTIMIZER)]
+    for key in keys:
+        param, _, slot = key.rpartition(".")
+        if param not in params or (isinstance(slots, tuple) and slot not in slots):
+            raise ValueError(
+                f"{reader.path!r}: the optimizer state does not fit: tensor "
+                f"{short(repr(OPTIMIZER + key))} is no slot {slots} of a parameter"
+            )
+    return keys
+
+
+STRINGS, NOT_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"'), re.compile(r"[^][{}]+")
+INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+def _json_field(path: str, metadata: dict[str, str], name: str) -> Any:
+    """Metadata field ``name`` as JSON, refusing huge or deeply nested values (checked on the
+    text, in C: walking a parsed 1 MB list in Python would take longer than loading a model)."""
+    text, where = metadata[name], f"{path!r}: metadata field {name!r}"
+    if len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"{where} holds {len(text)} characters, over the limit {MAX_JSON_CHARS}")
     try:
-        return json.loads(metadata[name])
-    except json.JSONDecodeError as exc:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad JSON, too many digits, too deep
+        raise ValueError(f"{where} is not valid JSON: {short(exc)}") from None
+    if (classes := text.count('"class_name"')) > MAX_CLASSES:
         raise ValueError(
-            f"{str(path)!r}: metadata field {name!r} is not valid JSON: {exc}"
-        ) from None
-
-
-__all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "load_weights", "save_model", "save_weights"]
+            f"{where} names {classes} objects (layers...), over the limit {MAX_CLASSES}"
+        )
+    brackets = NOT_BRACKETS.sub("", STRINGS.sub("", text))
+    for _ in range(MAX_JSON_DEPTH):  # each pass removes one level of nesting
+        brackets = INNERMOST.sub("", brackets)
+    if brackets:
+        raise ValueError(f"{where} nests deeper than {MAX_JSON_DEPTH} levels")
+    return value

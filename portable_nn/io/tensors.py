@@ -1,70 +1,44 @@
-"""Safetensors files of named arrays from any backend, read back onto any backend.
+"""Safetensors files of named arrays, through the ``safetensors`` package, on any backend.
 
-Arrays are written from host copies (``to_numpy``), so a file saved from PyTorch, JAX, CuPy or
-array-api-strict is the same bytes as one saved from NumPy. Reading validates the whole header
-(dtypes, shapes, byte counts, offsets) against the file size before allocating anything, then
-reads each tensor straight into a fresh NumPy array and checks its values (NaN/inf rejected
-unless ``allow_nonfinite=True``) before any array reaches a device.
+Writing: host copies -> ``safetensors.numpy.save`` -> :func:`atomic_open`, so a file saved from
+PyTorch, JAX, CuPy or array-api-strict is the same bytes as one saved from NumPy. Reading:
+``safe_open`` validates the header (dtypes, shapes, offsets, data covering the file exactly);
+callers check names, shapes and dtypes (:meth:`Reader.info`) before :meth:`Reader.read` reads a
+tensor and checks its values. Torch arrays for an accelerator load straight onto it; the rest
+go through NumPy. Any problem with a file is a ``ValueError`` naming the path. No pickle.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import ModuleType
-from typing import Any, BinaryIO
+from typing import Any
 
+import array_api_compat
 import numpy as np
+import safetensors
+import safetensors.numpy
 
 from portable_nn.backend import Backend, arrays, get_backend, make_backend, to_numpy
 
 from .atomic import PathLike, atomic_open
-from .format import (
-    DTYPES,
-    HEADER_LENGTH_BYTES,
-    METADATA_KEY,
-    TensorInfo,
-    dtype_code,
-    encode_header,
-    header_length,
-    parse_header,
-)
+
+MAX_HEADER_BYTES = 2 * 2**20  # safetensors allows 100 MB, which alone takes seconds to parse
+CODES = "BOOL U8 I8 U16 I16 F16 U32 I32 F32 U64 I64 F64 C64".split()
+NAMES = "bool uint8 int8 uint16 int16 float16 uint32 int32 float32 uint64 int64 float64 complex64"
+DTYPES = dict(zip(CODES, NAMES.split()))  # safetensors code -> NumPy / array-API dtype name
+MAPPED_DEVICES = ("cpu",)  # where safetensors' torch tensors are views of its memory map
+# what safetensors (or NumPy under it) raises on a corrupt file
+FILE_ERRORS = (safetensors.SafetensorError, ValueError, TypeError, OverflowError, LookupError)
 
 
-# -- writing ---------------------------------------------------------------------------------
-def host_copies(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """NumPy host copies of named arrays (any backend), with names and dtypes checked."""
-    host: dict[str, np.ndarray] = {}
-    for name, value in tensors.items():
-        if not isinstance(name, str) or not name or name == METADATA_KEY:
-            raise ValueError(
-                f"tensor names must be non-empty strings other than {METADATA_KEY!r}; got {name!r}"
-            )
-        array = np.asarray(to_numpy(value))
-        dtype_code(name, array.dtype)  # TypeError for dtypes the format cannot hold
-        host[name] = array
-    return host
-
-
-def tensor_bytes(array: np.ndarray) -> memoryview:
-    """Raw little-endian C-order bytes of one host array (no copy when it is already so)."""
-    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-    return memoryview(little.reshape(-1).view(np.uint8))
-
-
-def write_host(
-    file: BinaryIO, host: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None
-) -> None:
-    """Write host arrays in the safetensors layout (widest dtypes first, as safetensors does)."""
-    metadata = dict(metadata or {})
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(f"metadata must map str to str; got {key!r}: {type(value).__name__}")
-    names = sorted(host, key=lambda n: (-host[n].dtype.itemsize, n))
-    entries = [(n, dtype_code(n, host[n].dtype), tuple(host[n].shape)) for n in names]
-    file.write(encode_header(entries, metadata))
-    for name in names:
-        file.write(tensor_bytes(host[name]))
+def short(value: object, limit: int = 300) -> str:
+    """``str(value)`` cut to ``limit`` characters (corrupt files make long messages)."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def save_tensors(
@@ -83,94 +57,115 @@ def save_tensors(
     metadata : optional ``{str: str}`` stored in the header's ``__metadata__``.
     overwrite : when False an existing ``path`` raises ``FileExistsError``.
     """
-    host = host_copies(tensors)
-    with atomic_open(path, overwrite=overwrite) as file:
-        write_host(file, host, metadata)
-
-
-# -- reading ---------------------------------------------------------------------------------
-def _read_header(file: BinaryIO) -> tuple[list[TensorInfo], dict[str, str]]:
-    size = os.fstat(file.fileno()).st_size
-    n = header_length(file.read(HEADER_LENGTH_BYTES), size)
-    raw = file.read(n)
-    if len(raw) != n:
-        raise ValueError("file ended inside the header: truncated")
-    return parse_header(raw, size - HEADER_LENGTH_BYTES - n)
-
-
-def _read_tensor(file: BinaryIO, info: TensorInfo, allow_nonfinite: bool) -> np.ndarray:
-    """Read one validated tensor into a fresh array and check its values."""
-    array = np.empty(info.shape, dtype=info.dtype)
-    buffer = memoryview(array.reshape(-1).view(np.uint8))
-    got = file.readinto(buffer) if buffer.nbytes else 0
-    if got != buffer.nbytes:
-        raise ValueError(f"tensor {info.name!r}: file ended after {got} of {buffer.nbytes} bytes")
-    if info.code == "BOOL" and array.size and int(array.view(np.uint8).max()) > 1:
-        raise ValueError(f"tensor {info.name!r}: BOOL data holds bytes other than 0 and 1")
-    if not allow_nonfinite and array.dtype.kind in "fc":
-        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-        if bad:
-            raise ValueError(
-                f"tensor {info.name!r} contains {bad} NaN/inf value(s); "
-                "pass allow_nonfinite=True to load it anyway"
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata must map str to str; got {key!r}: {type(value).__name__}")
+    host = {}
+    for name, value in tensors.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise ValueError(f"tensor names must be non-empty strings but '__metadata__'; {name!r}")
+        host[name] = np.asarray(to_numpy(value), order="C")  # contiguous, 0-d stays 0-d
+        if host[name].dtype.kind == "V" or host[name].dtype.name not in NAMES.split():
+            raise TypeError(
+                f"tensor {name!r} has dtype {host[name].dtype}, which the safetensors format "
+                f"cannot store; supported: {NAMES}"
             )
-    return array.astype(array.dtype.newbyteorder("="), copy=False)
+    data = safetensors.numpy.save(host, dict(metadata) if metadata else None)
+    with atomic_open(path, overwrite=overwrite) as file:
+        file.write(data)
 
 
-def read_host(
-    path: PathLike, *, allow_nonfinite: bool = False
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Validated host arrays and metadata of a safetensors file.
+class Reader:
+    """An open safetensors file: ``path``, ``names``, ``metadata``, :meth:`info`, :meth:`read`."""
 
-    Raises ``ValueError("<path>: ...")`` naming the tensor or the problem for any corrupt,
-    truncated or foreign file; nothing is allocated before the header checks pass.
-    """
-    path = os.fspath(path)
-    with open(path, "rb") as file:
+    def __init__(self, path: str, handle: Any) -> None:
+        self.path, self._handle = path, handle
+        self.names: list[str] = handle.offset_keys()
+        self.metadata: dict[str, str] = handle.metadata() or {}
+
+    def info(self, name: str) -> tuple[str, tuple[int, ...]]:
+        """``(dtype code, shape)`` of tensor ``name`` from the header; no data is read."""
+        piece = self._handle.get_slice(name)  # ``name`` is one of ``names``: nothing can fail
+        code, shape = piece.get_dtype(), tuple(piece.get_shape())
+        if code not in DTYPES:
+            raise ValueError(
+                f"cannot load {self.path!r}: tensor {name!r} has dtype {code!r}, which "
+                f"portable_nn does not read; supported: {', '.join(CODES)}"
+            )
+        return code, shape
+
+    def read(self, name: str, xp: ModuleType, device: Any, allow_nonfinite: bool) -> Any:
+        """Tensor ``name`` in namespace ``xp`` on ``device`` with its dtype, values checked:
+        BOOL bytes other than 0/1 and (unless ``allow_nonfinite``) NaN/inf are refused."""
+        code = self.info(name)[0]
+        dtype = getattr(xp, DTYPES[code], None)
+        if dtype is None:
+            raise ValueError(
+                f"tensor {name!r}: dtype {DTYPES[code]} does not exist in {xp.__name__}"
+            )
         try:
-            infos, metadata = _read_header(file)
-            host = {info.name: _read_tensor(file, info, allow_nonfinite) for info in infos}
-        except ValueError as exc:
-            raise ValueError(f"cannot load {path!r}: {exc}") from None
-    return host, metadata
+            value = self._handle.get_tensor(name)
+        except FILE_ERRORS as exc:
+            raise ValueError(f"cannot load {self.path!r}: {short(exc)}") from None
+        vxp = xp if array_api_compat.is_torch_array(value) else np  # loaded on the device
+        problem = None
+        if code == "BOOL" and math.prod(value.shape) and int(vxp.max(value.view(vxp.uint8))) > 1:
+            problem = "holds BOOL bytes other than 0 and 1"
+        elif not allow_nonfinite and code[0] in "FC":
+            if bad := int(vxp.sum(vxp.astype(~vxp.isfinite(value), vxp.int64))):
+                problem = f"contains {bad} NaN/inf value(s); pass allow_nonfinite=True to load it"
+        if problem:
+            raise ValueError(f"cannot load {self.path!r}: tensor {name!r} {problem}")
+        value = arrays.host_to(value, xp, device, dtype) if vxp is np else value
+        if value.dtype != dtype:  # e.g. JAX without jax_enable_x64 turns float64 into float32
+            raise ValueError(
+                f"tensor {name!r}: the backend stored dtype {DTYPES[code]} as {value.dtype} "
+                "(for JAX float64, enable jax_enable_x64)"
+            )
+        return value
+
+
+@contextlib.contextmanager
+def open_file(path: PathLike, xp: ModuleType | None = None, device: Any = None) -> Iterator[Reader]:
+    """A :class:`Reader` on ``path``; torch arrays for an accelerator load straight onto it."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:  # the header length, before safetensors parses anything
+        prefix, size = file.read(8), os.fstat(file.fileno()).st_size
+    n = int.from_bytes(prefix, "little")
+    problem = None
+    if len(prefix) < 8:
+        problem = f"the file is {size} bytes long, too short for a safetensors header"
+    elif n > MAX_HEADER_BYTES:
+        problem = f"header length {n} exceeds the limit of {MAX_HEADER_BYTES} bytes"
+    elif 8 + n > size:
+        problem = f"header length {n} runs past the end of the file ({size} bytes)"
+    torch = xp is not None and array_api_compat.is_torch_namespace(xp)
+    direct = torch and str(device) not in MAPPED_DEVICES
+    try:
+        if problem:
+            raise ValueError(problem)
+        handle = safetensors.safe_open(
+            path, "pt" if direct else "numpy", str(device) if direct else "cpu"
+        )
+    except FILE_ERRORS as exc:
+        raise ValueError(
+            f"cannot load {path!r}: {short(exc)} (truncated, corrupt or not safetensors)"
+        ) from None
+    with handle:
+        yield Reader(path, handle)
 
 
 def read_metadata(path: PathLike) -> dict[str, str]:
     """The ``__metadata__`` of a safetensors file (reads and validates the header only)."""
-    path = os.fspath(path)
-    with open(path, "rb") as file:
-        try:
-            return _read_header(file)[1]
-        except ValueError as exc:
-            raise ValueError(f"cannot read {path!r}: {exc}") from None
+    with open_file(path) as reader:
+        return reader.metadata
 
 
 def resolve_backend(backend: Backend | str | None) -> Backend:
     """``backend`` as a Backend: the active one for None, ``make_backend(name)`` for a name."""
     if backend is None:
         return get_backend()
-    if isinstance(backend, Backend):
-        return backend
-    return make_backend(backend)
-
-
-def to_device(host: Mapping[str, np.ndarray], xp: ModuleType, device: Any) -> dict[str, Any]:
-    """Copy host arrays into namespace ``xp`` on ``device``, keeping each dtype exactly."""
-    out = {}
-    for name, array in host.items():
-        dtype = getattr(xp, array.dtype.name, None)
-        if dtype is None:
-            raise ValueError(
-                f"tensor {name!r}: dtype {array.dtype} does not exist in {xp.__name__}"
-            )
-        value = arrays.host_to(array, xp, device, dtype)
-        if value.dtype != dtype:  # e.g. JAX without jax_enable_x64 turns float64 into float32
-            raise ValueError(
-                f"tensor {name!r}: the backend stored dtype {array.dtype} as {value.dtype} "
-                "(for JAX float64, enable jax_enable_x64)"
-            )
-        out[name] = value
-    return out
+    return backend if isinstance(backend, Backend) else make_backend(backend)
 
 
 def load_tensors(
@@ -185,18 +180,7 @@ def load_tensors(
     allow_nonfinite : accept NaN/inf values (rejected by default with ``ValueError``).
     """
     target = resolve_backend(backend)
-    host, _ = read_host(path, allow_nonfinite=allow_nonfinite)
-    return to_device(host, target.xp, target.device)
-
-
-__all__ = [
-    "DTYPES",
-    "host_copies",
-    "load_tensors",
-    "read_host",
-    "read_metadata",
-    "resolve_backend",
-    "save_tensors",
-    "to_device",
-    "write_host",
-]
+    with open_file(path, target.xp, target.device) as reader:
+        for name in reader.names:  # every dtype is checked before any data is read
+            reader.info(name)
+        return {n: reader.read(n, target.xp, target.device, allow_nonfinite) for n in reader.names}

@@ -1,11 +1,22 @@
-"""Weights of built-in layers: drawn by ``pnn.init`` on the active backend's device and dtype."""
+"""Weights of built-in layers: drawn by ``pnn.init`` on the active backend's device and dtype.
+
+A checkpoint loader rebuilds an architecture from a file's config inside :func:`weight_budget`:
+:func:`make_weight` then refuses (``ValueError``) any weight that would take the total past the
+element count of the file's own tensors, so a corrupt config cannot ask for an enormous layer.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
+from collections.abc import Iterator
 from typing import Any
 
 from portable_nn import init
 from portable_nn.backend import get_backend
+
+_budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("budget", default=None)
 
 
 def check_initializer(name: str, initializer: Any) -> Any:
@@ -17,7 +28,26 @@ def check_initializer(name: str, initializer: Any) -> Any:
     return initializer
 
 
+@contextlib.contextmanager
+def weight_budget(elements: int) -> Iterator[None]:
+    """While held, :func:`make_weight` makes at most ``elements`` elements in total."""
+    token = _budget.set([elements])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
 def make_weight(initializer: Any, shape: tuple[int, ...], seed: Any = None) -> Any:
     """``pnn.init.get(initializer)(shape, seed=seed)`` on the active backend (device, dtype)."""
+    left = _budget.get()
+    if left is not None:
+        size = math.prod(shape)
+        if not 0 <= size <= left[0]:
+            raise ValueError(
+                f"a weight of shape {tuple(shape)} would take the model past the {left[0]} "
+                "elements left of the checkpoint's own tensors"
+            )
+        left[0] -= size
     backend = get_backend()
     return init.get(initializer)(shape, seed=seed, dtype=backend.dtype, device=backend.device)
