@@ -97,7 +97,7 @@ def test_schedule_config_round_trip(schedule):
     [
         (lambda: schedules.ExponentialDecay(0.1, 0, 0.5), ValueError, "decay_steps=0"),
         (lambda: schedules.ExponentialDecay(-0.1, 1, 0.5), ValueError, "initial_learning_rate"),
-        (lambda: schedules.StepDecay(0.1, 2.5), TypeError, "step_size=2.5"),
+        (lambda: schedules.StepDecay(0.1, 2.5), ValueError, "step_size=2.5"),
         (lambda: schedules.CosineDecay(0.1, 10, alpha=1.5), ValueError, "alpha=1.5"),
         (lambda: schedules.CosineDecay(0.0, 10), ValueError, "without warmup_target"),
         (lambda: schedules.PiecewiseConstant([5, 3], [1.0, 2, 3]), ValueError, "increasing"),

@@ -9,7 +9,7 @@ import pytest
 
 import portable_nn as pnn
 from portable_nn import optimizers as opt_mod
-from portable_nn.optimizers._state import is_writeable
+from portable_nn.backend import is_writeable
 
 SHAPES = {"0.weight": (3, 4), "0.bias": (4,), "2.weight": (4, 2)}
 
@@ -250,8 +250,10 @@ def test_step_matches_pure_update_and_skips_set_parameters_in_place(backend):
 
 
 def test_step_with_a_model_whose_parameters_are_copies():
+    """``step`` updates what ``parameters()`` hands out in place; a model handing out copies
+    asks for ``inplace=False`` and gets ``set_parameters`` on every step."""
     model = TinyModel(host(4), copies=True)
-    opt = opt_mod.SGD(0.5)
+    opt = opt_mod.SGD(0.5, inplace=False)
     opt.step(model, host(5))
     np.testing.assert_allclose(model.params["0.bias"], host(4)["0.bias"] - 0.5 * host(5)["0.bias"])
     assert model.set_calls == 1
@@ -263,8 +265,11 @@ def test_step_on_a_real_dense_layer(backend):
     y, cache = layer.forward(x, training=True)
     _, grads = layer.backward(y, cache)  # loss 0.5 * sum(y**2)
     before = {k: np.array(backend.to_numpy(v)) for k, v in layer.parameters().items()}
+    arrays = layer.parameters()
     opt = opt_mod.SGD(0.1)
     opt.step(layer, grads)
+    if all(map(is_writeable, arrays.values())):  # in place: the layer keeps its own arrays
+        assert all(layer.parameters()[k] is a for k, a in arrays.items())
     for k, v in layer.parameters().items():
         want = before[k] - 0.1 * backend.to_numpy(grads[k])
         np.testing.assert_allclose(backend.to_numpy(v), want, rtol=1e-6, atol=1e-6)
@@ -358,6 +363,9 @@ def test_state_dict_loaded_before_first_step_is_checked_then(backend):
     with pytest.raises(ValueError, match=r"'0.bias.exp_avg' has shape \(7,\), expected \(4,\)"):
         other.step(model, on(backend, host(6)))
     assert_same(snapshot(model.params), before)
+    other.load_state_dict(opt.state_dict())  # a good one replaces it, still checked at step
+    other.step(model, on(backend, host(6)))
+    assert other.iterations == 2
 
 
 # -- configuration ---------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _checks
-from .base import Optimizer
+from portable_nn.validation import non_negative
+
+from .base import Optimizer, Pure
 
 
 class Adagrad(Optimizer):
@@ -32,12 +33,12 @@ class Adagrad(Optimizer):
         lr_decay: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        self.epsilon = _checks.non_negative("epsilon", epsilon)
-        self.initial_accumulator_value = _checks.non_negative(
+        self.epsilon = non_negative("epsilon", epsilon)
+        self.initial_accumulator_value = non_negative(
             "initial_accumulator_value", initial_accumulator_value
         )
-        self.weight_decay = _checks.non_negative("weight_decay", weight_decay)
-        self.lr_decay = _checks.non_negative("lr_decay", lr_decay)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
+        self.lr_decay = non_negative("lr_decay", lr_decay)
         super().__init__(learning_rate, **kwargs)
 
     def _slots(self) -> tuple[str, ...]:
@@ -49,21 +50,9 @@ class Adagrad(Optimizer):
     def _constants(self, step: int, lr: float) -> tuple:
         return (lr / (1.0 + (step - 1) * self.lr_decay), self.epsilon, self.weight_decay)
 
-    def _update_pure(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> tuple[Any, dict]:
-        clr, eps, wd = c
+    def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
+        lr_t, eps, wd = c
         if wd:
             g = g + wd * p
-        acc = slots["sum"] + g * g
-        return p - clr * (g / (xp.sqrt(acc) + eps)), {"sum": acc}
-
-    def _update_inplace(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> None:
-        clr, eps, wd = c
-        if wd:
-            g = g + wd * p
-        acc = slots["sum"]
-        acc += g * g
-        denom = xp.sqrt(acc)
-        denom += eps
-        delta = g / denom
-        delta *= clr
-        p -= delta
+        acc = s["sum"] = w.add(s["sum"], g * g)
+        return w.sub(p, w.mul(g / w.add(xp.sqrt(acc), eps), lr_t))

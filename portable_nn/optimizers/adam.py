@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import _checks
-from .base import Optimizer
+from portable_nn.validation import flag, fraction, non_negative
+
+from .base import Optimizer, Pure
 
 
 class Adam(Optimizer):
@@ -20,8 +21,8 @@ class Adam(Optimizer):
         v_max <- max(v_max, v)                         # amsgrad only; then v_max replaces v
         p <- p - lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + epsilon)
 
-    ``epsilon`` is added *outside* the square root (torch's and the paper's form). Both paths
-    compute the last line with the bias correction folded into scalars (one division, no
+    ``epsilon`` is added *outside* the square root (torch's and the paper's form). The last line
+    is computed with the bias correction folded into scalars (one division, no
     ``sqrt(v) / sqrt(1 - beta_2**t)`` pass; mathematically identical, rounding differs from
     torch's by a few ulp)::
 
@@ -46,11 +47,11 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        self.beta_1 = _checks.fraction("beta_1", beta_1)
-        self.beta_2 = _checks.fraction("beta_2", beta_2)
-        self.epsilon = _checks.non_negative("epsilon", epsilon)
-        self.amsgrad = _checks.flag("amsgrad", amsgrad)
-        self.weight_decay = _checks.non_negative("weight_decay", weight_decay)
+        self.beta_1 = fraction("beta_1", beta_1)
+        self.beta_2 = fraction("beta_2", beta_2)
+        self.epsilon = non_negative("epsilon", epsilon)
+        self.amsgrad = flag("amsgrad", amsgrad)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
         super().__init__(learning_rate, **kwargs)
 
     def _slots(self) -> tuple[str, ...]:
@@ -66,47 +67,19 @@ class Adam(Optimizer):
         eps_hat = self.epsilon * bc2_sqrt
         return (b1, 1.0 - b1, b2, 1.0 - b2, step_size, eps_hat, l2, shrink)
 
-    def _update_pure(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> tuple[Any, dict]:
+    def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
         b1, c1, b2, c2, step_size, eps_hat, l2, shrink = c
         if l2:
             g = g + l2 * p
         if shrink != 1.0:
-            p = p * shrink  # AdamW: p <- p * (1 - lr * weight_decay)
-        m = b1 * slots["exp_avg"] + c1 * g
-        v = b2 * slots["exp_avg_sq"] + c2 * (g * g)
-        new = {"exp_avg": m, "exp_avg_sq": v}
+            p = w.mul(p, shrink)  # AdamW: p <- p * (1 - lr * weight_decay)
+        m = s["exp_avg"] = w.add(w.mul(s["exp_avg"], b1), g * c1)
+        v = s["exp_avg_sq"] = w.add(w.mul(s["exp_avg_sq"], b2), w.mul(g * g, c2))
         if self.amsgrad:
-            v = new["max_exp_avg_sq"] = xp.maximum(slots["max_exp_avg_sq"], v)
-        denom = xp.sqrt(v) + eps_hat
-        return p - (m / denom) * step_size, new
-
-    def _update_inplace(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> None:
-        """``_update_pure``'s operations in the same order (so the same rounding), written
-        into ``p`` and the slots; two parameter-sized temporaries live at a time at most."""
-        b1, c1, b2, c2, step_size, eps_hat, l2, shrink = c
-        if l2:
-            g = g + l2 * p
-        if shrink != 1.0:
-            p *= shrink
-        m, v = slots["exp_avg"], slots["exp_avg_sq"]
-        tmp = g * c1  # m <- b1 * m + c1 * g
-        m *= b1
-        m += tmp
-        tmp = g * g  # v <- b2 * v + c2 * g**2
-        tmp *= c2
-        v *= b2
-        v += tmp
-        del tmp  # freed before the next temporary: the allocator can hand its memory back
-        if self.amsgrad:
-            v_max = slots["max_exp_avg_sq"]
-            v_max[...] = xp.maximum(v_max, v)
-            v = v_max
-        denom = xp.sqrt(v)  # p <- p - step_size * m / (sqrt(v) + eps_hat)
-        denom += eps_hat
-        delta = m / denom
-        del denom
-        delta *= step_size
-        p -= delta
+            v_max = s["max_exp_avg_sq"]
+            v = s["max_exp_avg_sq"] = w.assign(v_max, xp.maximum(v_max, v))
+        # each temporary dies once used: in place, at most two parameter-sized ones live at once
+        return w.sub(p, w.mul(m / w.add(xp.sqrt(v), eps_hat), step_size))
 
 
 class AdamW(Adam):

@@ -1,29 +1,26 @@
-"""The optimizer base class: a pure ``init``/``update`` core plus a stateful ``step``.
+"""The optimizer base class: a pure ``init``/``update`` core and a stateful ``step``.
 
 State layout (``init`` returns it, ``update`` returns the next one)::
 
     {"step": 0, "dense.weight": {"exp_avg": array, ...}, "dense.bias": {...}}
 
-``"step"`` is a Python int (updates done); every parameter has a dict of slot arrays with the
-parameter's shape, dtype and device. A parameter may therefore not be called ``"step"``.
-
-``update(params, grads, state)`` returns new dicts and never writes into its inputs. With
-``inplace=True`` and writeable arrays (``array_api_compat.is_writeable_array``: NumPy, CuPy,
-torch; never JAX or read-only NumPy) it instead updates the parameter and slot arrays with
-in-place operators, advances ``state["step"]`` and returns the same two dicts: fewer
-temporaries, same numbers. ``step(model, grads)`` keeps the state inside the optimizer and uses
-the in-place path when ``opt.inplace`` (default True) and the arrays allow it.
+``"step"`` counts the updates done (a Python int); each parameter has a dict of slot arrays of
+its shape, dtype and device, so no parameter may be called ``"step"``. A subclass writes its
+update rule once, in ``_update``, against a writer (``writers.py``): in place when every array
+allows it, new arrays otherwise, with bitwise-equal results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-from portable_nn.backend import namespace_of
+from portable_nn.backend import backend_name_of, namespace_of
+from portable_nn.validation import flag, format_shape, positive, require_dtype
 
-from . import _checks, _state, clipping
-from .serialization import SerializationMixin
+from . import clipping
+from .serialization import SerializationMixin, key_mismatch
+from .writers import InPlace, Pure, writer_for
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {}
 Params = Mapping[str, Any]
@@ -34,7 +31,7 @@ class NonFiniteGradientError(FloatingPointError, ValueError):
 
 
 class Optimizer(SerializationMixin):
-    """Base class. Subclasses define slots, per-step constants and the per-array update.
+    """Base class. Subclasses define slots, per-step constants and ``_update``.
 
     Parameters
     ----------
@@ -65,16 +62,16 @@ class Optimizer(SerializationMixin):
         if callable(learning_rate):
             self.learning_rate: float | Callable[[int], float] = learning_rate
         else:
-            self.learning_rate = _checks.positive("learning_rate", learning_rate)
-        self.clipnorm = _checks.optional_positive("clipnorm", clipnorm)
-        self.clipvalue = _checks.optional_positive("clipvalue", clipvalue)
+            self.learning_rate = positive("learning_rate", learning_rate)
+        self.clipnorm = None if clipnorm is None else positive("clipnorm", clipnorm)
+        self.clipvalue = None if clipvalue is None else positive("clipvalue", clipvalue)
         if self.clipnorm is not None and self.clipvalue is not None:
             raise ValueError(
                 "set at most one of clipnorm and clipvalue (as Keras). Received: "
                 f"clipnorm={clipnorm!r}, clipvalue={clipvalue!r}"
             )
-        self.check_finite = _checks.flag("check_finite", check_finite)
-        self.inplace = _checks.flag("inplace", inplace)
+        self.check_finite = flag("check_finite", check_finite)
+        self.inplace = flag("inplace", inplace)
         self.slot_names: tuple[str, ...] = self._slots()
         self.reset()
 
@@ -91,12 +88,8 @@ class Optimizer(SerializationMixin):
         """Python floats for update number ``step`` (1-based) at learning rate ``lr``."""
         raise NotImplementedError
 
-    def _update_pure(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> tuple[Any, dict]:
-        """New parameter and new slot dict; the inputs are left untouched."""
-        raise NotImplementedError
-
-    def _update_inplace(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> None:
-        """The same maths with in-place operators on ``p`` and the slot arrays."""
+    def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
+        """One parameter's step: store new slots in ``s``, return the new parameter."""
         raise NotImplementedError
 
     # -- pure core ----------------------------------------------------------------------------
@@ -106,15 +99,10 @@ class Optimizer(SerializationMixin):
             raise ValueError("a parameter may not be named 'step' (reserved for the step count)")
         state: dict[str, Any] = {"step": 0}
         for name, p in params.items():
+            require_dtype(f"parameter {name!r}", p, "real floating", "of a float dtype")
             xp = namespace_of(p)
-            if not xp.isdtype(p.dtype, "real floating"):
-                raise TypeError(f"parameter {name!r} has dtype {p.dtype}; expected a float dtype")
-            state[name] = {s: self._new_slot(xp, p, s) for s in self.slot_names}
+            state[name] = {s: xp.full_like(p, self._slot_fill(s)) for s in self.slot_names}
         return state
-
-    def _new_slot(self, xp: Any, p: Any, slot: str) -> Any:
-        fill = self._slot_fill(slot)
-        return xp.zeros_like(p) if fill == 0.0 else xp.full_like(p, fill)
 
     def update(
         self, params: Params, grads: Params, state: dict[str, Any], *, inplace: bool = False
@@ -129,52 +117,46 @@ class Optimizer(SerializationMixin):
         from another library, NaN/inf with ``check_finite``) raises before anything changes.
         Gradients of another float dtype are cast to the parameter's dtype.
         """
-        return self._apply(params, grads, state, inplace, check_slots=True)
+        work = self._prepare(params, grads, state)
+        return self._apply(params, state, work, writer_for(_arrays(work), inplace))
 
     def _apply(
-        self, params: Params, grads: Params, state: dict[str, Any], inplace: bool, check_slots: bool
+        self, params: Params, state: dict[str, Any], work: list[tuple], w: type[Pure]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``update``; ``check_slots=False`` trusts the slots to be writeable when their type is
-        (true of the internal state: made by ``zeros_like`` or copied on load)."""
-        work = self._prepare(params, grads, state)
+        """``update`` after the checks, with the writer chosen."""
         if work and (self.check_finite or self.clipnorm or self.clipvalue):
             work = self._transform(work)
         step = state["step"] + 1
         c = self._constants(step, self.learning_rate_at(step - 1))
         xp = namespace_of(work[0][1]) if work else None
-        if inplace and _state.all_writeable(work, check_slots):
-            for _, p, g, slots in work:
-                self._update_inplace(xp, p, g, slots, c)
+        if w is InPlace:
+            for _, p, g, s in work:
+                self._update(xp, w, p, g, s, c)
             state["step"] = step
             return params, state  # type: ignore[return-value]
         new_params: dict[str, Any] = {}
         new_state: dict[str, Any] = {"step": step}
-        for name, p, g, slots in work:
-            new_params[name], new_state[name] = self._update_pure(xp, p, g, slots, c)
+        for name, p, g, s in work:
+            s = new_state[name] = dict(s)
+            new_params[name] = self._update(xp, w, p, g, s, c)
         return new_params, new_state
 
     def _prepare(self, params: Params, grads: Params, state: dict[str, Any]) -> list[tuple]:
         """``[(name, param, grad, slots)]`` after the cheap per-step checks."""
         if grads.keys() != params.keys():
-            raise _state.key_mismatch("gradient names", params, grads)
+            raise key_mismatch("gradient names", params, grads)
         if len(state) != len(params) + 1 or "step" not in state:
-            raise _state.key_mismatch(
+            raise key_mismatch(
                 "optimizer state entries (init(params) or opt.reset() for new parameters)",
                 params,
                 set(state) - {"step"},
             )
         get = state.get
         work = [(name, p, grads[name], get(name)) for name, p in params.items()]
-        for _, p, g, slots in work:
+        for _, p, g, s in work:
             # fast filter (dtype objects are singletons); the slow path does the exact checks
-            if (
-                slots is None
-                or type(g) is not type(p)
-                or g.shape != p.shape
-                or g.dtype is not p.dtype
-            ):
-                check = _state.checked_gradient
-                return [(n, p, check(n, p, g, s), s) for n, p, g, s in work]
+            if s is None or type(g) is not type(p) or g.shape != p.shape or g.dtype is not p.dtype:
+                return [(n, p, _checked_gradient(n, p, g, s), s) for n, p, g, s in work]
         return work
 
     def _transform(self, work: list[tuple]) -> list[tuple]:
@@ -182,12 +164,17 @@ class Optimizer(SerializationMixin):
         xp = namespace_of(work[0][1])
         grads = {name: g for name, _, g, _ in work}
         if self.check_finite:
-            _check_finite(grads, xp)
+            flags = {name: xp.all(xp.isfinite(g)) for name, g in grads.items()}
+            if not bool(xp.all(xp.stack(list(flags.values())))):  # one sync when all are finite
+                bad = [name for name, ok in flags.items() if not bool(ok)]
+                raise NonFiniteGradientError(
+                    f"non-finite (NaN or inf) gradient for parameters {bad}"
+                )
         if self.clipnorm is not None:
             grads = clipping.clip_by_global_norm(grads, self.clipnorm, xp)
         elif self.clipvalue is not None:
             grads = clipping.clip_by_value(grads, self.clipvalue, xp)
-        return [(name, p, grads[name], slots) for name, p, _, slots in work]
+        return [(name, p, grads[name], s) for name, p, _, s in work]
 
     def learning_rate_at(self, step: int) -> float:
         """The learning rate used by the update that follows ``step`` updates already done."""
@@ -198,14 +185,11 @@ class Optimizer(SerializationMixin):
     def reset(self) -> None:
         """Forget the internal state used by :meth:`step` (the next step starts afresh)."""
         self._state: dict[str, Any] | None = None
-        self._pending: tuple[int, dict] | None = None  # loaded before the parameters were known
-        self._shares_arrays: tuple[int, bool] | None = None
+        self._unchecked = False  # state loaded before the parameters were known
 
     @property
     def iterations(self) -> int:
         """Updates done by :meth:`step` (or loaded with :meth:`load_state_dict`)."""
-        if self._pending is not None:
-            return self._pending[0]
         return 0 if self._state is None else self._state["step"]
 
     @property
@@ -217,22 +201,22 @@ class Optimizer(SerializationMixin):
         """Update ``model`` (anything with ``parameters()`` and ``set_parameters(d)``) in place.
 
         The state is created on the first call; ``grads`` is keyed like ``model.parameters()``.
+        With ``inplace`` (default) and writeable arrays, the arrays ``model.parameters()`` hands
+        out are updated in place and ``set_parameters`` is not called: they must be the model's
+        own arrays, as every pnn Layer's and Sequential's are. A model whose ``parameters()``
+        returns copies needs ``inplace=False`` (then every step calls ``set_parameters``).
         """
         params = model.parameters()
-        if self._state is None:
-            self._state = self._adopt_pending(params) if self._pending else self.init(params)
-            self._pending = None
-        new_params, self._state = self._apply(params, grads, self._state, self.inplace, False)
-        if new_params is not params or not self._model_shares_arrays(model, params):
+        if self._state is None or self._unchecked:
+            self._state = self._check_loaded(params) if self._unchecked else self.init(params)
+            self._unchecked = False
+        work = self._prepare(params, grads, self._state)
+        # The internal slots are our own arrays (made by init, by update or copied on load):
+        # writeable whenever the parameters are, so only the parameters need a look.
+        w = writer_for(params.values(), self.inplace)
+        new_params, self._state = self._apply(params, self._state, work, w)
+        if new_params is not params:
             model.set_parameters(new_params)
-
-    def _model_shares_arrays(self, model: Any, params: Params) -> bool:
-        """Whether ``model.parameters()`` hands out the model's own arrays (checked once)."""
-        if self._shares_arrays is None or self._shares_arrays[0] != id(model):
-            again = model.parameters()
-            shares = all(again.get(name) is p for name, p in params.items())
-            self._shares_arrays = (id(model), shares)
-        return self._shares_arrays[1]
 
     def __repr__(self) -> str:
         keys = ("learning_rate", *self._hyper_keys, "clipnorm", "clipvalue")
@@ -240,10 +224,28 @@ class Optimizer(SerializationMixin):
         return f"{type(self).__name__}({args})"
 
 
-def _check_finite(grads: dict[str, Any], xp: Any) -> None:
-    """Raise naming every gradient with NaN/inf (one device sync when all are finite)."""
-    flags = {name: xp.all(xp.isfinite(g)) for name, g in grads.items()}
-    if bool(xp.all(xp.stack(list(flags.values())))):
-        return
-    bad = [name for name, ok in flags.items() if not bool(ok)]
-    raise NonFiniteGradientError(f"non-finite (NaN or inf) gradient for parameters {bad}")
+def _arrays(work: list[tuple]) -> Iterable[Any]:
+    """Every parameter and slot array of ``work`` (what the in-place writer writes)."""
+    for _, p, _, s in work:
+        yield p
+        yield from s.values()
+
+
+def _checked_gradient(name: str, p: Any, g: Any, slots: Any) -> Any:
+    """The slow path of the per-step check: raise naming the parameter, or cast ``g``'s dtype."""
+    if slots is None:
+        raise ValueError(f"optimizer state has no entry for parameter {name!r}; call init(params)")
+    if not hasattr(g, "shape") or not hasattr(g, "dtype"):
+        raise TypeError(f"gradient for parameter {name!r} is not an array: {type(g).__name__}")
+    if tuple(g.shape) != tuple(p.shape):
+        raise ValueError(
+            f"gradient for parameter {name!r} has shape {format_shape(g.shape)}, "
+            f"expected the parameter's shape {format_shape(p.shape)}"
+        )
+    xp, gxp = namespace_of(p), namespace_of(g)
+    if gxp is not xp:
+        raise ValueError(
+            f"gradient for parameter {name!r} is a {backend_name_of(gxp)} array but the "
+            f"parameter is a {backend_name_of(xp)} array"
+        )
+    return g if g.dtype == p.dtype else xp.astype(g, p.dtype)

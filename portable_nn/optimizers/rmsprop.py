@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _checks
-from .base import Optimizer
+from portable_nn.validation import flag, fraction, non_negative
+
+from .base import Optimizer, Pure
 
 
 class RMSprop(Optimizer):
@@ -35,11 +36,11 @@ class RMSprop(Optimizer):
         weight_decay: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        self.rho = _checks.fraction("rho", rho)
-        self.momentum = _checks.fraction("momentum", momentum)
-        self.epsilon = _checks.non_negative("epsilon", epsilon)
-        self.centered = _checks.flag("centered", centered)
-        self.weight_decay = _checks.non_negative("weight_decay", weight_decay)
+        self.rho = fraction("rho", rho)
+        self.momentum = fraction("momentum", momentum)
+        self.epsilon = non_negative("epsilon", epsilon)
+        self.centered = flag("centered", centered)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
         super().__init__(learning_rate, **kwargs)
 
     def _slots(self) -> tuple[str, ...]:
@@ -53,45 +54,16 @@ class RMSprop(Optimizer):
     def _constants(self, step: int, lr: float) -> tuple:
         return (lr, self.rho, 1.0 - self.rho, self.epsilon, self.momentum, self.weight_decay)
 
-    def _update_pure(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> tuple[Any, dict]:
-        lr, rho, c_rho, eps, momentum, wd = c
+    def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
+        lr, rho, c_rho, eps, mu, wd = c
         if wd:
             g = g + wd * p
-        sq = rho * slots["square_avg"] + c_rho * (g * g)
-        new = {"square_avg": sq}
+        var = s["square_avg"] = w.add(w.mul(s["square_avg"], rho), w.mul(g * g, c_rho))
         if self.centered:
-            avg = new["grad_avg"] = rho * slots["grad_avg"] + c_rho * g
-            denom = xp.sqrt(sq - avg * avg) + eps
-        else:
-            denom = xp.sqrt(sq) + eps
-        if momentum:
-            buf = new["momentum_buffer"] = momentum * slots["momentum_buffer"] + g / denom
-            return p - lr * buf, new
-        return p - lr * (g / denom), new
-
-    def _update_inplace(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> None:
-        lr, rho, c_rho, eps, momentum, wd = c
-        if wd:
-            g = g + wd * p
-        sq = slots["square_avg"]
-        g2 = g * g
-        g2 *= c_rho
-        sq *= rho
-        sq += g2
-        if self.centered:
-            avg = slots["grad_avg"]
-            avg *= rho
-            avg += c_rho * g
-            denom = xp.sqrt(sq - avg * avg)
-        else:
-            denom = xp.sqrt(sq)
-        denom += eps
-        delta = g / denom
-        if momentum:
-            buf = slots["momentum_buffer"]
-            buf *= momentum
-            buf += delta
-            p -= lr * buf
-        else:
-            delta *= lr
-            p -= delta
+            avg = s["grad_avg"] = w.add(w.mul(s["grad_avg"], rho), g * c_rho)
+            var = var - avg * avg
+        denom = w.add(xp.sqrt(var), eps)
+        if mu:
+            b = s["momentum_buffer"] = w.add(w.mul(s["momentum_buffer"], mu), g / denom)
+            return w.sub(p, lr * b)
+        return w.sub(p, w.mul(g / denom, lr))

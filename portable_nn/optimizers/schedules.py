@@ -11,7 +11,14 @@ import bisect
 import math
 from typing import Any, ClassVar
 
-from . import _checks
+from portable_nn.validation import (
+    flag,
+    non_negative,
+    non_negative_int,
+    positive,
+    positive_int,
+    real_number,
+)
 
 SCHEDULES: dict[str, type[LearningRateSchedule]] = {}
 
@@ -67,12 +74,10 @@ class ExponentialDecay(LearningRateSchedule):
         decay_rate: float,
         staircase: bool = False,
     ) -> None:
-        self.initial_learning_rate = _checks.positive(
-            "initial_learning_rate", initial_learning_rate
-        )
-        self.decay_steps = _checks.count("decay_steps", decay_steps)
-        self.decay_rate = _checks.positive("decay_rate", decay_rate)
-        self.staircase = _checks.flag("staircase", staircase)
+        self.initial_learning_rate = positive("initial_learning_rate", initial_learning_rate)
+        self.decay_steps = positive_int("decay_steps", decay_steps)
+        self.decay_rate = positive("decay_rate", decay_rate)
+        self.staircase = flag("staircase", staircase)
 
     def _value(self, step: int) -> float:
         exponent = step / self.decay_steps
@@ -87,11 +92,9 @@ class StepDecay(LearningRateSchedule):
     _config_keys = ("initial_learning_rate", "step_size", "gamma")
 
     def __init__(self, initial_learning_rate: float, step_size: int, gamma: float = 0.1) -> None:
-        self.initial_learning_rate = _checks.positive(
-            "initial_learning_rate", initial_learning_rate
-        )
-        self.step_size = _checks.count("step_size", step_size)
-        self.gamma = _checks.positive("gamma", gamma)
+        self.initial_learning_rate = positive("initial_learning_rate", initial_learning_rate)
+        self.step_size = positive_int("step_size", step_size)
+        self.gamma = positive("gamma", gamma)
 
     def _value(self, step: int) -> float:
         return self.initial_learning_rate * self.gamma ** (int(step) // self.step_size)
@@ -128,15 +131,13 @@ class CosineDecay(LearningRateSchedule):
         warmup_steps: int = 0,
         warmup_target: float | None = None,
     ) -> None:
-        self.initial_learning_rate = _checks.non_negative(
-            "initial_learning_rate", initial_learning_rate
+        self.initial_learning_rate = non_negative("initial_learning_rate", initial_learning_rate)
+        self.decay_steps = positive_int("decay_steps", decay_steps)
+        self.alpha = real_number("alpha", alpha, 0.0, 1.0)
+        self.warmup_steps = non_negative_int("warmup_steps", warmup_steps)
+        self.warmup_target = (
+            None if warmup_target is None else positive("warmup_target", warmup_target)
         )
-        self.decay_steps = _checks.count("decay_steps", decay_steps)
-        self.alpha = _checks.non_negative("alpha", alpha)
-        if self.alpha > 1.0:
-            raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}")
-        self.warmup_steps = _checks.count("warmup_steps", warmup_steps, minimum=0)
-        self.warmup_target = _checks.optional_positive("warmup_target", warmup_target)
         if self.warmup_target is None and self.initial_learning_rate == 0.0:
             raise ValueError(
                 "initial_learning_rate must be > 0 without warmup_target. "
@@ -167,8 +168,10 @@ class PiecewiseConstant(LearningRateSchedule):
     _config_keys = ("boundaries", "values")
 
     def __init__(self, boundaries: list[int], values: list[float]) -> None:
-        self.boundaries = [_checks.count("boundaries[i]", b, minimum=0) for b in boundaries]
-        self.values = [_checks.positive("values[i]", v) for v in values]
+        self.boundaries = [
+            non_negative_int(f"boundaries[{i}]", b) for i, b in enumerate(boundaries)
+        ]
+        self.values = [positive(f"values[{i}]", v) for i, v in enumerate(values)]
         if len(self.values) != len(self.boundaries) + 1:
             raise ValueError(
                 "values must have one more entry than boundaries. Received: "

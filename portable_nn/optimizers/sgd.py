@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _checks
-from .base import Optimizer
+from portable_nn.validation import flag, fraction, non_negative
+
+from .base import Optimizer, Pure
 
 
 class SGD(Optimizer):
@@ -34,36 +35,24 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        self.momentum = _checks.fraction("momentum", momentum)
-        self.nesterov = _checks.flag("nesterov", nesterov)
+        self.momentum = fraction("momentum", momentum)
+        self.nesterov = flag("nesterov", nesterov)
         if self.nesterov and self.momentum == 0.0:
             raise ValueError(f"nesterov=True needs momentum > 0. Received: momentum={momentum!r}")
-        self.weight_decay = _checks.non_negative("weight_decay", weight_decay)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
         super().__init__(learning_rate, **kwargs)
 
     def _slots(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.momentum else ()
 
     def _constants(self, step: int, lr: float) -> tuple:
-        return (lr, self.momentum, self.nesterov, self.weight_decay)
+        return (lr, self.momentum, self.weight_decay)
 
-    def _update_pure(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> tuple[Any, dict]:
-        lr, momentum, nesterov, wd = c
+    def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
+        lr, mu, wd = c
         if wd:
             g = g + wd * p
-        if not momentum:
-            return p - lr * g, {}
-        buf = momentum * slots["momentum_buffer"] + g  # b = mu * b + g
-        g = g + momentum * buf if nesterov else buf
-        return p - lr * g, {"momentum_buffer": buf}
-
-    def _update_inplace(self, xp: Any, p: Any, g: Any, slots: dict, c: tuple) -> None:
-        lr, momentum, nesterov, wd = c
-        if wd:
-            g = g + wd * p
-        if momentum:
-            buf = slots["momentum_buffer"]
-            buf *= momentum
-            buf += g
-            g = g + momentum * buf if nesterov else buf
-        p -= lr * g
+        if mu:
+            b = s["momentum_buffer"] = w.add(w.mul(s["momentum_buffer"], mu), g)
+            g = g + mu * b if self.nesterov else b
+        return w.sub(p, lr * g)
