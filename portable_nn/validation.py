@@ -21,6 +21,7 @@ Errors name the argument and echo the value received, Keras style::
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,18 +31,31 @@ Check = tuple[Any, Callable[[], str]]  # (0-d boolean "all good", message builde
 
 
 # -- arguments --------------------------------------------------------------------------------
+def _integer(value: Any) -> int | None:
+    """``value`` as a Python int when it is an integer (NumPy's too, through ``__index__``;
+    bool refused), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def positive_int(name: str, value: Any) -> int:
-    """``value`` when it is an ``int`` > 0 (bool refused), else ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """``value`` as an ``int`` when it is an integer > 0, else ``ValueError`` naming ``name``."""
+    number = _integer(value)
+    if number is None or number <= 0:
         raise ValueError(f"Expected a positive integer. Received: {name}={value!r}")
-    return int(value)
+    return number
 
 
 def non_negative_int(name: str, value: Any) -> int:
-    """``value`` when it is an ``int`` >= 0 (bool refused), else ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    """``value`` as an ``int`` when it is an integer >= 0, else ``ValueError`` naming ``name``."""
+    number = _integer(value)
+    if number is None or number < 0:
         raise ValueError(f"Expected a non-negative integer. Received: {name}={value!r}")
-    return int(value)
+    return number
 
 
 def real_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:

@@ -50,10 +50,21 @@ def integer_range(array: Any) -> tuple[int, int]:
     return found  # type: ignore[return-value]
 
 
+_WRITEABLE_BY_TYPE: dict[type, bool | None] = {}  # None: NumPy, where it is per array
+
+
 def is_writeable(array: Any) -> bool:
     """Whether ``array`` may be updated in place (NumPy unless read-only, CuPy, torch; never
-    JAX): ``array_api_compat.is_writeable_array``."""
-    return array_api_compat.is_writeable_array(array)
+    JAX): ``array_api_compat.is_writeable_array``, answered per type (per array for NumPy's
+    ``flags.writeable``) at a dict lookup, since optimizers ask on every step."""
+    kind = type(array)
+    try:
+        fixed = _WRITEABLE_BY_TYPE[kind]
+    except KeyError:
+        numpy_like = array_api_compat.is_numpy_array(array)
+        writeable = array_api_compat.is_writeable_array(array)
+        fixed = _WRITEABLE_BY_TYPE[kind] = None if numpy_like else writeable
+    return bool(array.flags.writeable) if fixed is None else fixed
 
 
 def canonical_device(device: Any) -> Any:

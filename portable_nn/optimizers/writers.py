@@ -14,8 +14,6 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
-import array_api_compat
-
 from portable_nn.backend import is_writeable
 
 
@@ -42,19 +40,4 @@ class InPlace(Pure):
 
 def writer_for(arrays: Iterable[Any], inplace: bool) -> type[Pure]:
     """:class:`InPlace` when ``inplace`` and every array is writeable, else :class:`Pure`."""
-    return InPlace if inplace and all(map(_writeable, arrays)) else Pure
-
-
-_WRITEABLE_BY_TYPE: dict[type, bool | None] = {}  # None: NumPy, where it is per array
-
-
-def _writeable(x: Any) -> bool:
-    """:func:`portable_nn.backend.is_writeable` at a dict lookup (on every step): a stand-in
-    until the backend caches it by type; then call that."""
-    kind = type(x)
-    try:
-        fixed = _WRITEABLE_BY_TYPE[kind]
-    except KeyError:
-        numpy_like = array_api_compat.is_numpy_array(x)
-        fixed = _WRITEABLE_BY_TYPE[kind] = None if numpy_like else is_writeable(x)
-    return bool(x.flags.writeable) if fixed is None else fixed
+    return InPlace if inplace and all(map(is_writeable, arrays)) else Pure
