@@ -305,14 +305,13 @@ def test_stable_gradients_in_the_tails_float64():
 
 # -- helpers, get --------------------------------------------------------------------------------
 def test_grad_from_output_helpers(backend):
+    """Every table entry with a grad_from_output gives grad's dL/dx from y = f(x)."""
     x = backend.asarray(_inputs(SHAPE, seed=3), "float64")
     dy = backend.asarray(np.random.default_rng(4).normal(size=SHAPE), "float64")
-    pairs = [
-        (F.sigmoid_grad_from_output(F.sigmoid(x), dy), F.sigmoid_grad(x, dy)),
-        (F.tanh_grad_from_output(F.tanh(x), dy), F.tanh_grad(x, dy)),
-        (F.softmax_grad_from_output(F.softmax(x), dy), F.softmax_grad(x, dy)),
-        (F.softmax_grad_from_output(F.softmax(x, 0), dy, 0), F.softmax_grad(x, dy, 0)),
-    ]
+    from_output = {n: r for n, r in F.ACTIVATION_RULES.items() if r.grad_from_output}
+    assert sorted(from_output) == ["relu", "sigmoid", "softmax", "tanh"]
+    pairs = [(r.grad_from_output(r.f(x), dy), r.grad(x, dy)) for r in from_output.values()]
+    pairs.append((F.softmax_grad_from_output(F.softmax(x, 0), dy, 0), F.softmax_grad(x, dy, 0)))
     for cached, direct in pairs:
         _check_place(backend, cached, "float64")
         np.testing.assert_allclose(backend.to_numpy(cached), backend.to_numpy(direct), rtol=1e-12)
@@ -330,6 +329,10 @@ def test_logsumexp_matches_torch(backend):
 
 def test_get_and_names():
     assert F.get("silu") == F.get("swish") == (F.swish, F.swish_grad)
+    assert F.rule("Sigmoid") == (F.sigmoid, F.sigmoid_grad, F.sigmoid_grad_from_output)
+    assert F.rule(None) is F.ACTIVATION_RULES["linear"]
+    with pytest.raises(TypeError):
+        F.ACTIVATION_RULES["mine"] = F.rule("relu")  # read-only table
     assert F.get("ReLU") == (F.relu, F.relu_grad)
     assert F.get(None) == (F.linear, F.linear_grad)
     assert set(F.ACTIVATIONS) >= {

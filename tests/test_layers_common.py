@@ -6,6 +6,7 @@ integer and foreign inputs. Layer-specific maths is tested in the other ``test_l
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import Any
 
@@ -42,6 +43,15 @@ def _x(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-2.0, 2.0, shape)
 
 
+def foreign_library(backend: Any) -> str:
+    """A second installed library for 'foreign array' checks: torch when there is one (numpy
+    on the torch backend), else array-api-strict or numpy; skips when none is installed."""
+    for name in ("torch", "numpy", "array_api_strict"):
+        if name != backend.name and importlib.util.find_spec(name) is not None:
+            return name
+    pytest.skip(f"no library besides {backend.name} is installed to make foreign arrays")
+
+
 def test_every_exported_layer_is_covered() -> None:
     exported = {
         name
@@ -49,6 +59,7 @@ def test_every_exported_layer_is_covered() -> None:
         if isinstance(getattr(L, name), type) and issubclass(getattr(L, name), L.Layer)
     }
     assert exported - {"Layer"} == set(FACTORIES)
+    assert not [name for name in L.registered_layers() if name.startswith("_")]  # no private bases
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,7 +96,7 @@ def test_foreign_input_after_build(backend: Any, name: str) -> None:
     """Layers with weights refuse another library's input; weightless ones follow the input."""
     layer = FACTORIES[name]()
     layer.forward(backend.asarray(_x((4, 6)), "float32"))
-    other = "torch" if backend.name != "torch" else "numpy"
+    other = foreign_library(backend)
     with pnn.use_backend(other) as active:
         foreign = pnn.asarray(_x((4, 6)))
     if layer.state_dict():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,14 @@ TORCH_ACTIVATIONS: dict[str | None, Any] = {
 
 def _x(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1.0, 1.0, shape)
+
+
+def foreign_library(backend: Any) -> str:
+    """A second installed library for 'foreign array' checks (as in test_layers_common.py)."""
+    for name in ("torch", "numpy", "array_api_strict"):
+        if name != backend.name and importlib.util.find_spec(name) is not None:
+            return name
+    pytest.skip(f"no library besides {backend.name} is installed to make foreign arrays")
 
 
 def _rel_error(a: Any, ref: Any) -> float:
@@ -112,8 +121,13 @@ def test_cache_holds_only_what_backward_needs(backend: Any) -> None:
     x = backend.asarray(_x((2, 3)), "float32")
     y, (saved_x, saved, *_) = L.Dense(4, activation="sigmoid").forward(x)
     assert saved_x is x and saved is y  # sigmoid' from the output
-    _, (_, saved, *_) = L.Dense(4).forward(x)
-    assert saved is None  # linear: nothing but x
+    layer = L.Dense(4)
+    _, cache = layer.forward(x)
+    assert cache.saved is None and cache.weight is layer.params["weight"]  # linear: x and W
+    assert cache.shape is None  # a 2-D input: nothing to restore
+    _, cache = L.Dense(4, activation="gelu").forward(backend.asarray(_x((2, 5, 3)), "float32"))
+    assert cache.shape == (2, 5, 3) and tuple(cache.x.shape) == (10, 3)  # gelu' from z
+    assert tuple(cache.saved.shape) == (10, 4)
 
 
 # -- initialisation and placement ------------------------------------------------------------------
@@ -168,7 +182,7 @@ def test_bad_inputs_raise_and_change_nothing(backend: Any) -> None:
         layer.forward(backend.asarray(_x((2, 4)), "float64"))
     with pytest.raises(TypeError, match="int"):
         layer.forward(backend.asarray(np.ones((2, 4), dtype=np.int32)))
-    other = "torch" if backend.name != "torch" else "numpy"
+    other = foreign_library(backend)
     with pnn.use_backend(other):
         foreign = pnn.asarray(_x((2, 4)))
     with pytest.raises(
@@ -209,7 +223,7 @@ def test_first_call_with_foreign_input_leaves_layer_unbuilt(backend: Any) -> Non
     with pytest.raises(TypeError, match="int"):
         layer.forward(backend.asarray(np.ones((2, 4), dtype=np.int64)))
     assert not layer.built and layer.params == {}
-    other = "torch" if backend.name != "torch" else "numpy"
+    other = foreign_library(backend)
     with pnn.use_backend(other):
         foreign = pnn.asarray(_x((2, 5)))
     with pytest.raises(ValueError, match="two backends"):

@@ -78,8 +78,9 @@ def test_mask_made_on_device_without_host_transfer(backend: Any, monkeypatch: An
 
     monkeypatch.setattr(layer.generator, "bernoulli", spy)
     for module in (backend_arrays, backend_state):
-        monkeypatch.setattr(module, "host_to", forbidden)
-        monkeypatch.setattr(module, "to_numpy", forbidden)
+        for name in ("host_to", "to_numpy"):  # wherever the backend defines or imports them
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, forbidden)
     y, cache = layer.forward(x, training=True)
     dx, _ = layer.backward(x, cache)
     monkeypatch.undo()

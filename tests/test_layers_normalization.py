@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,14 @@ from portable_nn import layers as L
 def _x(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.normal(0.5, 2.0, shape)
+
+
+def foreign_library(backend: Any) -> str:
+    """A second installed library for 'foreign array' checks (as in test_layers_common.py)."""
+    for name in ("torch", "numpy", "array_api_strict"):
+        if name != backend.name and importlib.util.find_spec(name) is not None:
+            return name
+    pytest.skip(f"no library besides {backend.name} is installed to make foreign arrays")
 
 
 def _rel_error(a: Any, ref: Any) -> float:
@@ -211,7 +220,7 @@ def test_bad_inputs_change_nothing(backend: Any, make: Any) -> None:
         layer.forward(backend.asarray(np.ones((4, 3), dtype=np.int32)), training=True)
     with pytest.raises(TypeError, match="float64"):
         layer.forward(backend.asarray(_x((4, 3)), "float64"), training=True)
-    other = "torch" if backend.name != "torch" else "numpy"
+    other = foreign_library(backend)
     with pnn.use_backend(other):
         foreign = pnn.asarray(_x((4, 3)))
     with pytest.raises(ValueError, match="two backends"):
@@ -229,7 +238,7 @@ def test_batchnorm_without_params_checks_namespace(backend: Any) -> None:
     assert layer.params == {}
     with pytest.raises(TypeError, match="float64"):
         layer.forward(backend.asarray(_x((4, 3)), "float64"), training=True)
-    other = "torch" if backend.name != "torch" else "numpy"
+    other = foreign_library(backend)
     with pnn.use_backend(other):
         foreign = pnn.asarray(_x((4, 3)))
     with pytest.raises(ValueError, match="two backends"):

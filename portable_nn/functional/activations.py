@@ -1,4 +1,8 @@
-"""Activation functions ``f(x)`` and their backward passes ``f_grad(x, dy) = dy * f'(x)``.
+"""Activation functions ``f(x)`` next to their backward passes ``f_grad(x, dy) = dy * f'(x)``.
+
+Where ``f'`` is a function of the output (sigmoid, tanh, relu, softmax) there is also
+``f_grad_from_output(y, dy)``, so a layer can keep ``y`` instead of ``x`` for its backward.
+:data:`ACTIVATION_RULES` lists each name's ``(f, grad, grad_from_output)`` in one table.
 
 Every function is elementwise (softmax and log_softmax reduce over ``axis``, the last by
 default) and returns an array in ``x``'s namespace, on its device, in its dtype. Inputs are
@@ -20,8 +24,9 @@ in PyTorch).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from portable_nn.backend import namespace_of
 
@@ -106,6 +111,9 @@ def relu_grad(x: Array, dy: Array) -> Array:
     return dy * namespace_of(x).astype(x > 0, dy.dtype)
 
 
+relu_grad_from_output = relu_grad  # [x > 0] == [relu(x) > 0]: dL/dx = dy * [y > 0]
+
+
 def leaky_relu(x: Array, alpha: float = 0.01) -> Array:
     """``x`` for x > 0, ``alpha * x`` otherwise."""
     return namespace_of(x).where(x > 0, x, alpha * x)
@@ -183,47 +191,70 @@ def softplus_grad(x: Array, dy: Array) -> Array:
     return dy * sigmoid(x)
 
 
-_TABLE: dict[str, tuple[Callable[..., Array], Callable[..., Array]]] = {
-    "linear": (linear, linear_grad),
-    "sigmoid": (sigmoid, sigmoid_grad),
-    "tanh": (tanh, tanh_grad),
-    "relu": (relu, relu_grad),
-    "leaky_relu": (leaky_relu, leaky_relu_grad),
-    "elu": (elu, elu_grad),
-    "selu": (selu, selu_grad),
-    "swish": (swish, swish_grad),
-    "silu": (silu, silu_grad),
-    "gelu": (gelu, gelu_grad),
-    "softplus": (softplus, softplus_grad),
-    "softmax": (softmax, softmax_grad),
-    "log_softmax": (log_softmax, log_softmax_grad),
-}
+class ActivationRule(NamedTuple):
+    """One activation: ``y = f(x, **options)`` and its backward ``dL/dx = grad(x, dy, **options)``.
 
-ACTIVATIONS: tuple[str, ...] = tuple(_TABLE)
+    ``grad_from_output(y, dy, **options)`` gives the same dL/dx from the output ``y = f(x)``
+    when ``f'`` is written in ``y``; layers then save ``y`` for backward instead of ``x``.
+    """
+
+    f: Callable[..., Array]
+    grad: Callable[..., Array]
+    grad_from_output: Callable[..., Array] | None = None
 
 
-def get(name: str | None) -> tuple[Callable[..., Array], Callable[..., Array]]:
-    """``(f, f_grad)`` for an activation name (case-insensitive); ``None`` gives ``linear``.
+# name -> (f, grad(x, dy), grad_from_output(y, dy) or None); read-only
+ACTIVATION_RULES: Mapping[str, ActivationRule] = MappingProxyType(
+    {
+        "linear": ActivationRule(linear, linear_grad),
+        "sigmoid": ActivationRule(sigmoid, sigmoid_grad, sigmoid_grad_from_output),
+        "tanh": ActivationRule(tanh, tanh_grad, tanh_grad_from_output),
+        "relu": ActivationRule(relu, relu_grad, relu_grad_from_output),
+        "leaky_relu": ActivationRule(leaky_relu, leaky_relu_grad),
+        "elu": ActivationRule(elu, elu_grad),
+        "selu": ActivationRule(selu, selu_grad),
+        "swish": ActivationRule(swish, swish_grad),
+        "silu": ActivationRule(silu, silu_grad),
+        "gelu": ActivationRule(gelu, gelu_grad),
+        "softplus": ActivationRule(softplus, softplus_grad),
+        "softmax": ActivationRule(softmax, softmax_grad, softmax_grad_from_output),
+        "log_softmax": ActivationRule(log_softmax, log_softmax_grad),
+    }
+)
 
-    Raises ``ValueError`` for an unknown name, listing the valid ones (``ACTIVATIONS``).
+ACTIVATIONS: tuple[str, ...] = tuple(ACTIVATION_RULES)
+
+
+def rule(name: str | None) -> ActivationRule:
+    """The :class:`ActivationRule` of an activation name (case-insensitive; None is linear).
+
+    Raises ``TypeError`` for a non-string and ``ValueError`` for an unknown name, listing the
+    valid ones (``ACTIVATIONS``).
     """
     if name is None:
-        return _TABLE["linear"]
+        return ACTIVATION_RULES["linear"]
     if not isinstance(name, str):
         raise TypeError(
             f"activation must be a name (str) or None. Received: {name!r} of type "
             f"{type(name).__name__}"
         )
     try:
-        return _TABLE[name.lower()]
+        return ACTIVATION_RULES[name.lower()]
     except KeyError:
         raise ValueError(
             f"unknown activation {name!r}; valid names are {', '.join(ACTIVATIONS)}"
         ) from None
 
 
+def get(name: str | None) -> tuple[Callable[..., Array], Callable[..., Array]]:
+    """``(f, f_grad)`` for an activation name: the first two fields of :func:`rule`."""
+    return rule(name)[:2]
+
+
 __all__ = [
     "ACTIVATIONS",
+    "ACTIVATION_RULES",
+    "ActivationRule",
     "SELU_ALPHA",
     "SELU_SCALE",
     "elu",
@@ -239,6 +270,8 @@ __all__ = [
     "log_softmax_grad",
     "relu",
     "relu_grad",
+    "relu_grad_from_output",
+    "rule",
     "selu",
     "selu_grad",
     "sigmoid",

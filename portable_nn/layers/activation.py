@@ -1,54 +1,28 @@
-"""Activation layers ``y = f(x)`` and the resolved activation that Dense fuses.
+"""Activation layers ``y = f(x)``: :class:`Activation` by name and one class per activation.
 
-Forward saves exactly what the backward formula needs: the output ``y`` for sigmoid, tanh,
-relu and softmax (``f'`` is a function of ``y``), the input ``x`` for the others, nothing for
-``linear``. Shapes: any ``(batch, ...)``; the output has the input's shape, namespace, device
-and dtype. Softmax and LogSoftmax act along ``axis`` (the last by default).
+Each layer reads its ``f`` and backward from ``pnn.functional.ACTIVATION_RULES``. Forward saves
+what the backward formula needs: the output ``y`` when ``f'`` is written in ``y`` (sigmoid,
+tanh, relu, softmax), else the input ``x``, nothing for ``linear``. Shapes: any
+``(batch, ...)``; the output has the input's shape, namespace, device and dtype. Softmax and
+LogSoftmax act along ``axis`` (the last by default).
 """
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from portable_nn import functional as F
+from portable_nn.backend import has_dtype
+from portable_nn.validation import real_number, require_dtype, require_shape
 
-from ._checks import check_gradient, real_number, require_floating
-from .base import LAYER_REGISTRY, Layer, Shape
-
-# backward written in terms of the output y = f(x): relu'(x) = [x > 0] = [y > 0]
-_GRAD_FROM_OUTPUT = {
-    "sigmoid": F.sigmoid_grad_from_output,  # dy * y * (1 - y)
-    "tanh": F.tanh_grad_from_output,  # dy * (1 - y^2)
-    "relu": F.relu_grad,  # dy * [y > 0]
-    "softmax": F.softmax_grad_from_output,  # y * (dy - sum(dy * y))
-}
+from .base import Layer, Shape
 
 
-class ActivationFn:
-    """A named activation resolved once: ``forward(x) -> (y, saved)``, ``backward(dy, saved)``."""
-
-    __slots__ = ("name", "f", "grad", "from_output", "is_linear")
-
-    def __init__(self, name: str | None, **options: Any) -> None:
-        f, f_grad = F.get(name)
-        self.name = "linear" if name is None else name.lower()
-        self.is_linear = self.name == "linear"
-        self.from_output = self.name in _GRAD_FROM_OUTPUT
-        grad = _GRAD_FROM_OUTPUT.get(self.name, f_grad)
-        self.f = partial(f, **options) if options else f
-        self.grad = partial(grad, **options) if options else grad
-
-    def forward(self, x: Any) -> tuple[Any, Any]:
-        """``y = f(x)`` and what backward needs (``y``, ``x`` or None)."""
-        if self.is_linear:
-            return x, None
-        y = self.f(x)
-        return y, (y if self.from_output else x)
-
-    def backward(self, dy: Any, saved: Any) -> Any:
-        """``dL/dx = f'(x) * dy`` (softmax: the Jacobian-vector product)."""
-        return dy if self.is_linear else self.grad(saved, dy)
+class ActivationCache(NamedTuple):
+    saved: Any  # y (f' written in y), x (the others) or None (linear)
+    shape: tuple[int, ...]  # the output's shape, which dy must have
 
 
 class Activation(Layer):
@@ -60,104 +34,113 @@ class Activation(Layer):
     input_shape, name : see :class:`Layer`.
     """
 
-    _fixed: str | None = None  # the activation of a dedicated subclass (ReLU, Tanh, ...)
-
     def __init__(
-        self, activation: str, *, input_shape: Shape | None = None, name: str | None = None
+        self, activation: str | None, *, input_shape: Shape | None = None, name: str | None = None
     ) -> None:
-        self.fn = ActivationFn(activation, **self.options())
-        self.activation = self.fn.name
+        f, grad, grad_from_output = F.rule(activation)  # checks the name
+        self.activation = "linear" if activation is None else activation.lower()
+        self._saves_output = grad_from_output is not None  # then backward takes y, not x
+        grad = grad_from_output or grad
+        options = self.options()  # alpha, axis: bound once
+        if options:
+            f, grad = partial(f, **options), partial(grad, **options)
+        self._f, self._grad = (None if f is F.linear else f), grad  # None: y = x
         super().__init__(input_shape=input_shape, name=name)
 
     def options(self) -> dict[str, Any]:
         """Extra keyword arguments of the activation function (alpha, axis)."""
         return {}
 
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
-        require_floating(self.name, x)
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, ActivationCache]:
+        if not has_dtype(x, "real floating"):
+            require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
         self.ensure_built(x)
-        y, saved = self.fn.forward(x)
-        return y, (saved, tuple(x.shape))
+        if self._f is None:
+            return x, ActivationCache(None, tuple(x.shape))  # y = x: nothing to save
+        y = self._f(x)  # y = f(x)
+        return y, ActivationCache(y if self._saves_output else x, tuple(x.shape))
 
-    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
-        saved, shape = cache
-        check_gradient(self.name, dy, shape)
-        return self.fn.backward(dy, saved), {}
+    def backward(self, dy: Any, cache: ActivationCache) -> tuple[Any, dict[str, Any]]:
+        if dy.shape != cache.shape:
+            require_shape(f"{self.name}: upstream gradient dy", dy, cache.shape)
+        if self._f is None:
+            return dy, {}  # dL/dx = dy
+        return self._grad(cache.saved, dy), {}  # dL/dx = f'(x) * dy (softmax: a JVP)
+
+    def _named_by_argument(self) -> bool:
+        """Whether the constructor takes ``activation`` (ReLU, Softmax, ... fix theirs)."""
+        return "activation" in inspect.signature(type(self)).parameters
 
     def get_config(self) -> dict[str, Any]:
         config = {**super().get_config(), **self.options()}
-        if self._fixed is None:
+        if self._named_by_argument():
             config["activation"] = self.activation
         return config
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
-        what = f"{self.activation!r}" if self._fixed is None else args
-        return f"{type(self).__name__}({what + ', ' if what else ''}name={self.name!r})"
+        args = [f"{k}={v!r}" for k, v in self.options().items()]
+        if self._named_by_argument():
+            args.insert(0, repr(self.activation))
+        return f"{type(self).__name__}({', '.join([*args, f'name={self.name!r}'])})"
 
 
-class _Fixed(Activation):
-    """Base of the parameterless one-activation layers: ``ReLU()`` is ``Activation("relu")``."""
-
-    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
-        super().__init__(self._fixed, input_shape=input_shape, name=name)
-
-
-del LAYER_REGISTRY["_Fixed"]  # an implementation detail, not a layer users rebuild
-
-
-class ReLU(_Fixed):
+class ReLU(Activation):
     """``y = max(x, 0)``."""
 
-    _fixed = "relu"
+    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
+        super().__init__("relu", input_shape=input_shape, name=name)
 
 
-class Sigmoid(_Fixed):
+class Sigmoid(Activation):
     """``y = 1 / (1 + exp(-x))``."""
 
-    _fixed = "sigmoid"
+    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
+        super().__init__("sigmoid", input_shape=input_shape, name=name)
 
 
-class Tanh(_Fixed):
+class Tanh(Activation):
     """``y = tanh(x)``."""
 
-    _fixed = "tanh"
+    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
+        super().__init__("tanh", input_shape=input_shape, name=name)
 
 
-class SELU(_Fixed):
+class SELU(Activation):
     """``y = scale * (x if x > 0 else alpha * (exp(x) - 1))``, Klambauer et al. (2017)."""
 
-    _fixed = "selu"
+    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
+        super().__init__("selu", input_shape=input_shape, name=name)
 
 
-class Swish(_Fixed):
+class Swish(Activation):
     """``y = x * sigmoid(x)`` (SiLU)."""
 
-    _fixed = "swish"
+    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
+        super().__init__("swish", input_shape=input_shape, name=name)
 
 
-class GELU(_Fixed):
+class GELU(Activation):
     """``y = x * Phi(x)``, the exact (erf) form, as ``torch.nn.GELU()``."""
 
-    _fixed = "gelu"
+    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
+        super().__init__("gelu", input_shape=input_shape, name=name)
 
 
-class Softplus(_Fixed):
+class Softplus(Activation):
     """``y = log(1 + exp(x))``."""
 
-    _fixed = "softplus"
+    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
+        super().__init__("softplus", input_shape=input_shape, name=name)
 
 
 class LeakyReLU(Activation):
     """``y = x if x > 0 else alpha * x``."""
 
-    _fixed = "leaky_relu"
-
     def __init__(
         self, alpha: float = 0.01, *, input_shape: Shape | None = None, name: str | None = None
     ) -> None:
         self.alpha = real_number("alpha", alpha)
-        super().__init__(self._fixed, input_shape=input_shape, name=name)
+        super().__init__("leaky_relu", input_shape=input_shape, name=name)
 
     def options(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
@@ -166,13 +149,11 @@ class LeakyReLU(Activation):
 class ELU(Activation):
     """``y = x if x > 0 else alpha * (exp(x) - 1)``."""
 
-    _fixed = "elu"
-
     def __init__(
         self, alpha: float = 1.0, *, input_shape: Shape | None = None, name: str | None = None
     ) -> None:
         self.alpha = real_number("alpha", alpha)
-        super().__init__(self._fixed, input_shape=input_shape, name=name)
+        super().__init__("elu", input_shape=input_shape, name=name)
 
     def options(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
@@ -181,22 +162,27 @@ class ELU(Activation):
 class Softmax(Activation):
     """``y = exp(x - m) / sum(exp(x - m))`` along ``axis`` (m the maximum along it)."""
 
-    _fixed = "softmax"
-
     def __init__(
         self, axis: int = -1, *, input_shape: Shape | None = None, name: str | None = None
     ) -> None:
         self.axis = _axis(axis)
-        super().__init__(self._fixed, input_shape=input_shape, name=name)
+        super().__init__("softmax", input_shape=input_shape, name=name)
 
     def options(self) -> dict[str, Any]:
         return {"axis": self.axis}
 
 
-class LogSoftmax(Softmax):
+class LogSoftmax(Activation):
     """``y = x - m - log(sum(exp(x - m)))`` along ``axis``."""
 
-    _fixed = "log_softmax"
+    def __init__(
+        self, axis: int = -1, *, input_shape: Shape | None = None, name: str | None = None
+    ) -> None:
+        self.axis = _axis(axis)
+        super().__init__("log_softmax", input_shape=input_shape, name=name)
+
+    def options(self) -> dict[str, Any]:
+        return {"axis": self.axis}
 
 
 def _axis(axis: Any) -> int:
@@ -210,7 +196,7 @@ __all__ = [
     "GELU",
     "SELU",
     "Activation",
-    "ActivationFn",
+    "ActivationCache",
     "LeakyReLU",
     "LogSoftmax",
     "ReLU",

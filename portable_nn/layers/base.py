@@ -4,7 +4,8 @@ A layer is a small object with
 
 * ``params``  — dict name -> trainable array (e.g. ``{"weight": (in, out), "bias": (out,)}``);
 * ``bufs``    — dict name -> buffer, a non-trainable array (e.g. BatchNorm running statistics);
-* ``forward(x, training=False) -> (y, cache)`` — the output and exactly what backward needs;
+* ``forward(x, training=False) -> (y, cache)`` — the output and exactly what backward needs
+  (a ``NamedTuple`` with named fields in the built-in layers, e.g. ``DenseCache``);
 * ``backward(dy, cache) -> (dx, grads)`` — dL/dx and a dict dL/dparam with the keys of ``params``.
 
 Optional: a layer whose class sets ``skips_input_grad = True`` also accepts
@@ -25,11 +26,12 @@ import re
 from typing import Any, ClassVar
 
 from portable_nn.backend import namespace_and_device
-from portable_nn.validation import check_like
+from portable_nn.validation import check_like, format_shape
 
 Shape = tuple[Any, ...]
 
-LAYER_REGISTRY: dict[str, type[Layer]] = {}  # filled as classes are defined (__init_subclass__)
+# Filled as classes are defined (__init_subclass__); private bases (``_Normalization``) stay out.
+LAYER_REGISTRY: dict[str, type[Layer]] = {}
 
 # Modules that define built-in layer and model classes. Lookups import them first, so the registry
 # knows every built-in class however the package was imported: a fresh process that only calls
@@ -62,7 +64,8 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        LAYER_REGISTRY[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):
+            LAYER_REGISTRY[cls.__name__] = cls
 
     def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
         self.name = name or unique_name(default_name(type(self).__name__))
@@ -105,7 +108,7 @@ class Layer:
         there are none); ``TypeError`` for another dtype. Fast path: Python tuple compare and the
         standard's ``.device`` attribute."""
         expected = self.input_shape
-        if expected is not None and tuple(x.shape)[1:] != expected[1:]:
+        if expected is not None and x.shape[1:] != expected[1:]:  # torch.Size is a tuple
             got = tuple(x.shape)
             if len(got) != len(expected) or any(
                 e is not None and e != g for e, g in zip(expected[1:], got[1:])
@@ -189,11 +192,6 @@ class Layer:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-def format_shape(shape: Shape) -> str:
-    """``(None, 3)``-style text of a shape whose batch axis may be ``None`` (error messages)."""
-    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ")"
-
-
 def check_entries(owner: str, own: dict[str, Any], values: dict[str, Any], what: str) -> None:
     """``ValueError`` unless every entry of ``values`` matches the entry of ``own`` with its name
     in shape, dtype, namespace and device (the message names ``owner``, ``what`` and the key).
@@ -223,11 +221,14 @@ def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:
 
 
 __all__ = [
+    "BUILTIN_LAYER_MODULES",
     "LAYER_REGISTRY",
     "Layer",
     "Shape",
     "check_entries",
+    "default_name",
     "format_shape",
     "layer_from_config",
     "registered_layers",
+    "unique_name",
 ]

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+from portable_nn import functional as F
 from portable_nn.backend import namespace_of
 from portable_nn.random import Generator, get_generator
+from portable_nn.validation import flag, positive_int, require_shape
 
-from ._checks import check_gradient, positive_int
 from ._weights import check_initializer, make_weight
-from .activation import ActivationFn
 from .base import Layer, Shape
+
+
+class DenseCache(NamedTuple):
+    x: Any  # the input, as (batch, in) (an N-D input flattened to 2-D)
+    saved: Any  # the activation's output y or input z, whichever f' uses; None for linear
+    weight: Any  # the W that produced y (a reference, not a copy)
+    shape: tuple[int, ...] | None  # an N-D input's shape, to restore; None for 2-D inputs
 
 
 class Dense(Layer):
@@ -20,9 +27,9 @@ class Dense(Layer):
     Weights are made on the first call (or at once from ``input_dim``/``input_shape``) by
     ``pnn.init`` on the active backend's device and dtype, so a seed gives the same weights on
     every backend. The activation is fused: its backward runs inside :meth:`backward`.
-    The cache holds ``x``, the activation's input or output (whichever its derivative uses;
-    nothing for linear) and a reference to ``W`` (no copy), so backward uses the weights that
-    produced ``y`` even if the parameters were rebound in between.
+    The cache (:class:`DenseCache`) holds ``x``, the activation's input or output (whichever
+    its derivative uses; nothing for linear) and a reference to ``W`` (no copy), so backward
+    uses the weights that produced ``y`` even if the parameters were rebound in between.
 
     Parameters
     ----------
@@ -50,11 +57,11 @@ class Dense(Layer):
         name: str | None = None,
     ) -> None:
         self.units = positive_int("units", units)
-        self.fn = ActivationFn(activation)
-        self.activation = self.fn.name
-        if not isinstance(use_bias, bool):
-            raise TypeError(f"use_bias must be a bool. Received: use_bias={use_bias!r}")
-        self.use_bias = use_bias
+        f, grad, grad_from_output = F.rule(activation)  # checks the name
+        self.activation = "linear" if activation is None else activation.lower()
+        self._saves_output = grad_from_output is not None  # then backward takes y, not z
+        self._f, self._grad = (None if f is F.linear else f), grad_from_output or grad
+        self.use_bias = flag("use_bias", use_bias)
         self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
         self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
         if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
@@ -83,43 +90,42 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (*tuple(input_shape[:-1]), self.units)
 
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, DenseCache]:
         self.ensure_built(x)
-        return self._forward_2d(x) if len(x.shape) == 2 else self._forward_nd(x)
-
-    def _forward_2d(self, x: Any) -> tuple[Any, Any]:
+        shape = None if len(x.shape) == 2 else tuple(x.shape)
+        if shape is not None:  # (batch, ..., in): the 2-D maths on (batch * ..., in)
+            x = namespace_of(x).reshape(x, (-1, shape[-1]))
         w = self.params["weight"]
         z = x @ w  # z = x W + b
         if self.use_bias:
             z = z + self.params["bias"]
-        y, saved = self.fn.forward(z)  # y = f(z); saved: z, y or None
-        return y, (x, saved, w)
+        y, saved = z, None  # linear: y = z, nothing to save
+        if self._f is not None:
+            y = self._f(z)  # y = f(z)
+            saved = y if self._saves_output else z
+        if shape is not None:
+            y = namespace_of(y).reshape(y, (*shape[:-1], self.units))
+        return y, DenseCache(x, saved, w, shape)
 
-    def backward(self, dy: Any, cache: Any, input_grad: bool = True) -> tuple[Any, dict[str, Any]]:
+    def backward(
+        self, dy: Any, cache: DenseCache, input_grad: bool = True
+    ) -> tuple[Any, dict[str, Any]]:
         """``(dL/dx, {"weight": dL/dW, "bias": dL/db})``; ``dL/dx`` is None when not asked for."""
-        if len(cache) == 2:
-            return self._backward_nd(dy, cache, input_grad)
-        x, saved, w = cache
-        if dy.shape != (x.shape[0], self.units):
-            check_gradient(self.name, dy, (x.shape[0], self.units))
-        dz = self.fn.backward(dy, saved)  # dL/dz = f'(z) * dy
+        x, saved, w, shape = cache
+        out = (x.shape[0], self.units) if shape is None else (*shape[:-1], self.units)
+        if dy.shape != out:
+            require_shape(f"{self.name}: upstream gradient dy", dy, out)
+        xp = namespace_of(dy)
+        if shape is not None:
+            dy = xp.reshape(dy, (-1, self.units))
+        dz = dy if self._f is None else self._grad(saved, dy)  # dL/dz = f'(z) * dy
         grads = {"weight": x.T @ dz}  # dL/dW = x.T @ dz
         if self.use_bias:
-            grads["bias"] = namespace_of(dz).sum(dz, axis=0)  # dL/db = sum of dz over the batch
-        return (dz @ w.T if input_grad else None), grads  # dL/dx = dz @ W.T
-
-    def _forward_nd(self, x: Any) -> tuple[Any, Any]:
-        """(batch, ..., in): the 2-D maths on (batch * ..., in), reshaped back."""
-        xp, shape = namespace_of(x), tuple(x.shape)
-        y, cache = self._forward_2d(xp.reshape(x, (-1, shape[-1])))
-        return xp.reshape(y, (*shape[:-1], self.units)), (cache, shape)
-
-    def _backward_nd(self, dy: Any, nd_cache: Any, input_grad: bool) -> tuple[Any, dict[str, Any]]:
-        cache, shape = nd_cache
-        check_gradient(self.name, dy, (*shape[:-1], self.units))
-        xp = namespace_of(dy)
-        dx, grads = self.backward(xp.reshape(dy, (-1, self.units)), cache, input_grad)
-        return (None if dx is None else xp.reshape(dx, shape)), grads
+            grads["bias"] = xp.sum(dz, axis=0)  # dL/db = sum of dz over the batch
+        if not input_grad:
+            return None, grads
+        dx = dz @ w.T  # dL/dx = dz @ W.T
+        return (dx if shape is None else xp.reshape(dx, shape)), grads
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -141,4 +147,4 @@ def _initializer_name(initializer: Any) -> Any:
     return initializer if isinstance(initializer, str) else getattr(initializer, "__name__", None)
 
 
-__all__ = ["Dense"]
+__all__ = ["Dense", "DenseCache"]

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from portable_nn.backend import namespace_of
+import array_api_compat
+
+from portable_nn.backend import has_dtype, namespace_of
 from portable_nn.random import Generator, get_generator
+from portable_nn.validation import fraction, require_dtype, require_shape
 
-from ._checks import check_gradient, real_number, require_floating
 from .base import Layer, Shape
+
+
+class DropoutCache(NamedTuple):
+    scale: Any  # mask / (1 - rate): 0 or 1 / (1 - rate) per element; None for the identity
+    shape: tuple[int, ...]  # the output's shape, which dy must have
 
 
 class Dropout(Layer):
@@ -44,9 +51,7 @@ class Dropout(Layer):
         input_shape: Shape | None = None,
         name: str | None = None,
     ) -> None:
-        self.rate = real_number("rate", rate, 0.0, 1.0)
-        if self.rate == 1.0:
-            raise ValueError(f"rate must be in [0, 1): rate=1 drops everything. Received: {rate}")
+        self.rate = fraction("rate", rate)
         if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
         self.seed = seed if isinstance(seed, int) else None
@@ -55,22 +60,22 @@ class Dropout(Layer):
         self.generator = get_generator(seed)
         super().__init__(input_shape=input_shape, name=name)
 
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
-        require_floating(self.name, x)
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, DropoutCache]:
+        if not has_dtype(x, "real floating"):
+            require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
         self.ensure_built(x)
         if not training or self.rate == 0.0:
-            return x, (None, tuple(x.shape))
-        xp = namespace_of(x)
-        keep = 1.0 - self.rate
-        mask = self.generator.bernoulli(tuple(x.shape), keep, xp=xp, device=x.device)
-        scaled = xp.astype(mask, x.dtype) * (1.0 / keep)  # mask / (1 - rate)
-        return x * scaled, (scaled, tuple(x.shape))
+            return x, DropoutCache(None, tuple(x.shape))  # y = x
+        xp, device, keep = namespace_of(x), array_api_compat.device(x), 1.0 - self.rate
+        mask = self.generator.bernoulli(tuple(x.shape), keep, xp=xp, device=device)
+        scale = xp.astype(mask, x.dtype) * (1.0 / keep)  # mask / (1 - rate)
+        return x * scale, DropoutCache(scale, tuple(x.shape))  # y = x * mask / (1 - rate)
 
-    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
-        scaled, shape = cache
-        check_gradient(self.name, dy, shape)
+    def backward(self, dy: Any, cache: DropoutCache) -> tuple[Any, dict[str, Any]]:
+        if dy.shape != cache.shape:
+            require_shape(f"{self.name}: upstream gradient dy", dy, cache.shape)
         # dL/dx = dy * mask / (1 - rate)   (identity at inference)
-        return (dy if scaled is None else dy * scaled), {}
+        return (dy if cache.scale is None else dy * cache.scale), {}
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
@@ -79,4 +84,4 @@ class Dropout(Layer):
         return f"Dropout(rate={self.rate}, name={self.name!r})"
 
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "DropoutCache"]

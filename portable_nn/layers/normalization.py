@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
-from portable_nn.backend import namespace_of
+from portable_nn.backend import has_dtype, namespace_of
+from portable_nn.validation import flag, positive, real_number, require_dtype, require_shape
 
-from ._checks import check_gradient, real_number, require_floating
 from ._weights import make_weight
 from .base import Layer, Shape
+
+
+class NormCache(NamedTuple):
+    xhat: Any  # (x - mean) / sqrt(var + epsilon)
+    inv_std: Any  # 1 / sqrt(var + epsilon)
+    gamma: Any  # the scale that produced y (a reference); None without scale
+    shape: tuple[int, ...]  # the output's shape, which dy must have
+    batch_stats: bool = False  # BatchNorm in training: mean and var came from this batch
 
 
 class _Normalization(Layer):
@@ -19,13 +27,8 @@ class _Normalization(Layer):
     def __init__(
         self, epsilon: float, center: bool, scale: bool, input_shape: Shape | None, name: str | None
     ) -> None:
-        self.epsilon = real_number("epsilon", epsilon, 0.0)
-        if self.epsilon == 0.0:
-            raise ValueError("epsilon must be positive (it keeps 1/sqrt(var + eps) finite)")
-        for arg, value in (("center", center), ("scale", scale)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{arg} must be a bool. Received: {arg}={value!r}")
-        self.center, self.scale = center, scale
+        self.epsilon = positive("epsilon", epsilon)  # keeps 1 / sqrt(var + epsilon) finite
+        self.center, self.scale = flag("center", center), flag("scale", scale)
         super().__init__(input_shape=input_shape, name=name)
 
     def build(self, input_shape: Shape) -> None:
@@ -119,17 +122,18 @@ class BatchNormalization(_Normalization):
             "running_var": make_weight("ones", features),
         }
 
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
-        require_floating(self.name, x)
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, NormCache]:
+        if not has_dtype(x, "real floating"):
+            require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
         self.ensure_built(x)
         if training:
             return self._forward_train(x)
-        xp = namespace_of(x)
+        xp, gamma = namespace_of(x), self.params.get("gamma")
         inv_std = 1.0 / xp.sqrt(self.bufs["running_var"] + self.epsilon)
-        xhat = (x - self.bufs["running_mean"]) * inv_std
-        return self._affine(xhat), (xhat, inv_std, self.params.get("gamma"), False, tuple(x.shape))
+        xhat = (x - self.bufs["running_mean"]) * inv_std  # running statistics normalise
+        return self._affine(xhat), NormCache(xhat, inv_std, gamma, tuple(x.shape))
 
-    def _forward_train(self, x: Any) -> tuple[Any, Any]:
+    def _forward_train(self, x: Any) -> tuple[Any, NormCache]:
         xp, shape = namespace_of(x), tuple(x.shape)
         n = math.prod(shape[:-1])
         if n < 2:
@@ -148,15 +152,17 @@ class BatchNormalization(_Normalization):
         new_mean = (1.0 - m) * bufs["running_mean"] + m * mean
         new_var = (1.0 - m) * bufs["running_var"] + (m * n / (n - 1)) * var  # unbiased
         bufs["running_mean"], bufs["running_var"] = new_mean, new_var  # rebind, no writes
-        return self._affine(xhat), (xhat, inv_std, self.params.get("gamma"), True, shape)
+        cache = NormCache(xhat, inv_std, self.params.get("gamma"), shape, batch_stats=True)
+        return self._affine(xhat), cache
 
-    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
-        xhat, inv_std, gamma, training, shape = cache
-        check_gradient(self.name, dy, shape)
+    def backward(self, dy: Any, cache: NormCache) -> tuple[Any, dict[str, Any]]:
+        xhat, inv_std, gamma, shape, batch_stats = cache
+        if dy.shape != shape:
+            require_shape(f"{self.name}: upstream gradient dy", dy, shape)
         xp = namespace_of(dy)
         dbeta, dgamma, grads = self._param_grads(xp, dy, xhat)
         g_scale = inv_std if gamma is None else gamma * inv_std
-        if not training:
+        if not batch_stats:
             return dy * g_scale, grads  # dL/dx = dy * gamma / sqrt(running_var + eps)
         n = math.prod(shape[:-1])
         # dL/dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))
@@ -184,18 +190,20 @@ class LayerNormalization(_Normalization):
     ) -> None:
         super().__init__(epsilon, center, scale, input_shape, name)
 
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
-        require_floating(self.name, x)
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, NormCache]:
+        if not has_dtype(x, "real floating"):
+            require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
         self.ensure_built(x)
-        xp = namespace_of(x)
+        xp, gamma = namespace_of(x), self.params.get("gamma")
         xc = x - xp.mean(x, axis=-1, keepdims=True)
         inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=-1, keepdims=True) + self.epsilon)
         xhat = xc * inv_std
-        return self._affine(xhat), (xhat, inv_std, self.params.get("gamma"), tuple(x.shape))
+        return self._affine(xhat), NormCache(xhat, inv_std, gamma, tuple(x.shape))
 
-    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
-        xhat, inv_std, gamma, shape = cache
-        check_gradient(self.name, dy, shape)
+    def backward(self, dy: Any, cache: NormCache) -> tuple[Any, dict[str, Any]]:
+        xhat, inv_std, gamma, shape, _ = cache
+        if dy.shape != shape:
+            require_shape(f"{self.name}: upstream gradient dy", dy, shape)
         xp = namespace_of(dy)
         _, _, grads = self._param_grads(xp, dy, xhat)
         g = dy if gamma is None else dy * gamma  # dL/dxhat
@@ -205,4 +213,4 @@ class LayerNormalization(_Normalization):
         return inv_std * (g - mean_g - xhat * mean_gx), grads
 
 
-__all__ = ["BatchNormalization", "LayerNormalization"]
+__all__ = ["BatchNormalization", "LayerNormalization", "NormCache"]

@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
-from portable_nn.backend import namespace_of
+from portable_nn.backend import has_dtype, namespace_of
+from portable_nn.validation import require_dtype, require_shape
 
-from ._checks import check_gradient, require_floating, shape_tuple
 from .base import Layer, Shape
 
 
-class Flatten(Layer):
+class ReshapeCache(NamedTuple):
+    in_shape: tuple[int, ...]  # x's shape, which dx gets
+    out_shape: tuple[int, ...]  # y's shape, which dy must have
+
+
+class _Reshaping(Layer):
+    """Forward and backward of the shape-only layers: ``y`` is ``x`` in the output shape."""
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, ReshapeCache]:
+        if not has_dtype(x, "real floating"):
+            require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
+        self.ensure_built(x)
+        shape = tuple(x.shape)
+        out = self.compute_output_shape(shape)
+        return namespace_of(x).reshape(x, out), ReshapeCache(shape, out)
+
+    def backward(self, dy: Any, cache: ReshapeCache) -> tuple[Any, dict[str, Any]]:
+        if dy.shape != cache.out_shape:
+            require_shape(f"{self.name}: upstream gradient dy", dy, cache.out_shape)
+        return namespace_of(dy).reshape(dy, cache.in_shape), {}  # dL/dx = dy in x's shape
+
+
+class Flatten(_Reshaping):
     """``(batch, d1, ..., dk) -> (batch, d1 * ... * dk)`` in row-major (C) order.
 
     A ``(batch,)`` input becomes ``(batch, 1)``, as in Keras. Backward reshapes ``dy`` back.
@@ -19,23 +41,10 @@ class Flatten(Layer):
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         features = tuple(input_shape[1:])
-        size = None if None in features else math.prod(features)
-        return (input_shape[0], size)
-
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
-        require_floating(self.name, x)
-        self.ensure_built(x)
-        shape = tuple(x.shape)
-        out = (shape[0], math.prod(shape[1:]))
-        return namespace_of(x).reshape(x, out), (shape, out)
-
-    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
-        shape, out = cache
-        check_gradient(self.name, dy, out)
-        return namespace_of(dy).reshape(dy, shape), {}  # dL/dx = dy reshaped to x's shape
+        return (input_shape[0], None if None in features else math.prod(features))
 
 
-class Reshape(Layer):
+class Reshape(_Reshaping):
     """``(batch, *input_features) -> (batch, *target_shape)`` (Keras ``Reshape``).
 
     ``target_shape`` excludes the batch axis; one entry may be -1, inferred from the input
@@ -49,47 +58,39 @@ class Reshape(Layer):
         input_shape: Shape | None = None,
         name: str | None = None,
     ) -> None:
-        self.target_shape = shape_tuple("target_shape", target_shape, allow_minus_one=True)
+        self.target_shape = _target_shape(target_shape)
         super().__init__(input_shape=input_shape, name=name)
 
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        features = tuple(input_shape[1:])
-        if None in features:
-            return (input_shape[0], *(None if d == -1 else d for d in self.target_shape))
-        return (input_shape[0], *self._resolve(math.prod(features), features))
-
-    def _resolve(self, size: int, features: tuple[int, ...]) -> tuple[int, ...]:
-        """``target_shape`` with the -1 filled in for ``size`` elements per sample."""
-        known = math.prod(d for d in self.target_shape if d != -1)
-        if -1 in self.target_shape and size % known == 0:
-            return tuple(size // known if d == -1 else d for d in self.target_shape)
-        if known == size and -1 not in self.target_shape:
-            return self.target_shape
-        raise ValueError(
-            f"{self.name}: cannot reshape input features {features} ({size} elements per sample) "
-            f"into target_shape {self.target_shape}"
-        )
-
     def build(self, input_shape: Shape) -> None:
-        features = tuple(input_shape[1:])
-        unknown = None in features  # resolved per call then
-        self._out = None if unknown else self._resolve(math.prod(features), features)
+        self.compute_output_shape(input_shape)  # a size mismatch raises at build time
         super().build(input_shape)
 
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
-        require_floating(self.name, x)
-        self.ensure_built(x)
-        shape = tuple(x.shape)
-        out = (shape[0], *(self._out or self._resolve(math.prod(shape[1:]), shape[1:])))
-        return namespace_of(x).reshape(x, out), (shape, out)
-
-    def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
-        shape, out = cache
-        check_gradient(self.name, dy, out)
-        return namespace_of(dy).reshape(dy, shape), {}  # dL/dx = dy reshaped to x's shape
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        features, target = tuple(input_shape[1:]), self.target_shape
+        if None in features:
+            return (input_shape[0], *(None if d == -1 else d for d in target))
+        size, known = math.prod(features), math.prod(d for d in target if d != -1)
+        if (size % known == 0) if -1 in target else (size == known):  # -1: the rest
+            return (input_shape[0], *(size // known if d == -1 else d for d in target))
+        raise ValueError(
+            f"{self.name}: cannot reshape input features {features} ({size} elements per sample) "
+            f"into target_shape {target}"
+        )
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
-__all__ = ["Flatten", "Reshape"]
+def _target_shape(value: Any) -> tuple[int, ...]:
+    """A tuple of positive ints with at most one -1, from an int, a list or a tuple."""
+    dims = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    bad = any(isinstance(d, bool) or not isinstance(d, int) or not (d > 0 or d == -1) for d in dims)
+    if bad or dims.count(-1) > 1:
+        raise ValueError(
+            "target_shape must be positive ints and at most one -1. "
+            f"Received: target_shape={value!r}"
+        )
+    return dims
+
+
+__all__ = ["Flatten", "Reshape", "ReshapeCache"]
