@@ -27,7 +27,7 @@ def config_errors(path: str, what: str, hint: str = "") -> Iterator[None]:
     """Report what rebuilding from a file's config raises as ``ValueError(path: what: ...)``."""
     try:
         yield
-    except (*CONFIG_ERRORS, MemoryError, RecursionError) as exc:
+    except CONFIG_ERRORS as exc:
         raise ValueError(f"{path!r}: {what}: {type(exc).__name__}: {short(exc)}{hint}") from None
 
 
