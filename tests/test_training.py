@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 
 import portable_nn as pnn
-from portable_nn import data as pnn_data
 from portable_nn.callbacks import Callback
 from portable_nn.layers import BatchNormalization, Dense, Dropout
 
@@ -348,34 +348,70 @@ def test_rng_state_checks_entries(backend: Any) -> None:
 
 
 def _count_moves(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from portable_nn.data import arrays as data_arrays
+
     calls: list[int] = []
-    original = pnn_data.asarray
+    original = data_arrays.asarray
 
     def counting(data: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(int(data.shape[0]) if hasattr(data, "shape") and data.ndim else 0)
         return original(data, *args, **kwargs)
 
-    monkeypatch.setattr(pnn_data, "asarray", counting)
+    monkeypatch.setattr(data_arrays, "asarray", counting)
     return calls
 
 
-def test_host_data_moves_whole_or_per_batch(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_host_data_is_never_copied_whole_on_a_cpu_backend(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y = regression_data(40)
+    moves = _count_moves(monkeypatch)
+    pnn.seed(0)
+    regressor().fit(x, y, epochs=2, batch_size=8, seed=1, verbose=0)
+    # x and y batch by batch: the dry run's first batch, then 5 batches x 2 epochs
+    assert sorted(moves) == [8] * 22
+
+
+def test_accelerator_takes_data_whole_when_it_fits_else_per_batch_one_ahead(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend that says it is no CPU (an accelerator) with 1 MB free: 40 samples go whole;
+    with no room they move batch by batch, fetched one batch ahead; same losses."""
+    from portable_nn.backend import Backend
+    from portable_nn.data import arrays as data_arrays
+
+    monkeypatch.setattr(Backend, "is_cpu", property(lambda self: False))
+    monkeypatch.setattr(Backend, "free_memory", lambda self: 1 << 20)
     x, y = regression_data(40)
     moves = _count_moves(monkeypatch)
     pnn.seed(0)
     whole = regressor().fit(x, y, epochs=2, batch_size=8, seed=1, verbose=0).history
-    # x and y once each, plus one index array per epoch
-    assert sorted(moves) == [40, 40, 40, 40]
+    assert sorted(moves) == [40, 40, 40, 40]  # x and y once, one index array per epoch
     moves.clear()
-    monkeypatch.setattr(pnn_data, "DEVICE_LIMIT_BYTES", 0)  # "too big": batch by batch
+    monkeypatch.setattr(data_arrays, "DEVICE_FRACTION", 0.0)  # "too big": batch by batch
     pnn.seed(0)
     batched = regressor().fit(x, y, epochs=2, batch_size=8, seed=1, verbose=0).history
-    if backend.name == "numpy":  # NumPy data is already in place: nothing to move batch-wise
-        assert sorted(moves) == [40, 40, 40, 40]
-    else:  # the dry run's first batch, then x and y of 5 batches x 2 epochs
-        assert sorted(moves) == [8] * 22
+    # the dry run (its first batch and the one fetched ahead), then 5 batches x 2 epochs
+    assert sorted(moves) == [8] * 24
     for key in whole:
         np.testing.assert_allclose(batched[key], whole[key], rtol=1e-6)
+
+
+def test_one_ahead_makes_the_next_item_before_yielding() -> None:
+    from portable_nn.data import one_ahead
+
+    made: list[int] = []
+
+    def items():
+        for i in range(3):
+            made.append(i)
+            yield i
+
+    seen = []
+    for item in one_ahead(items()):
+        seen.append((item, list(made)))
+    assert seen == [(0, [0, 1]), (1, [0, 1, 2]), (2, [0, 1, 2])]
+    assert list(one_ahead([])) == []
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -476,29 +512,60 @@ _SYNC_METHODS = ("__float__", "__int__", "__bool__", "__index__", "item", "tolis
                  "__array__")  # fmt: skip
 
 
-def test_no_host_sync_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Count every way a torch tensor's value can reach Python during fit: the bound is one
-    check per fit plus one read per epoch, whatever the number of batches."""
-    torch = pytest.importorskip("torch")
-    count = {"n": 0}
-    for name in _SYNC_METHODS:
-        original = getattr(torch.Tensor, name)
+class ReadCounter:
+    """Counts every way an array's value can reach Python (float, bool, item, tolist, NumPy
+    conversion ...) for one library's array type; nested calls count once."""
 
-        def counted(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            count["n"] += 1
-            return _original(self, *args, **kwargs)
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, array_type: type) -> None:
+        self.n, self._depth = 0, 0
+        for name in _SYNC_METHODS:
+            original = getattr(array_type, name, None)
+            if original is not None:
+                monkeypatch.setattr(array_type, name, self._wrap(original))
 
-        monkeypatch.setattr(torch.Tensor, name, counted)
+    def _wrap(self, original: Any) -> Any:
+        def counted(array: Any, *args: Any, **kwargs: Any) -> Any:
+            self.n += self._depth == 0
+            self._depth += 1
+            try:
+                return original(array, *args, **kwargs)
+            finally:
+                self._depth -= 1
+
+        return counted
+
+
+def _array_type(name: str) -> type:
+    if name == "torch":
+        return pytest.importorskip("torch").Tensor
+    return type(pytest.importorskip("jax.numpy").zeros(1))
+
+
+@pytest.mark.parametrize("library", ["torch", "jax"])
+def test_fit_reads_one_value_per_epoch(monkeypatch: pytest.MonkeyPatch, library: str) -> None:
+    """BatchNorm, Dropout, a metric and validation data in ``fit``: the only device-to-host
+    reads are the once-per-fit data check and one per epoch (its logs, training and validation
+    together), whatever the number of batches (69 per epoch here)."""
+    counter = ReadCounter(monkeypatch, _array_type(library))
     x, labels = blobs(240)
-    with pnn.use_backend("torch"):
+    with pnn.use_backend(library):
         pnn.seed(0)
-        model = classifier()
+        model = pnn.Sequential(
+            [Dense(16, input_dim=2), BatchNormalization(), Dropout(0.2), Dense(3)]
+        )
+        loss = pnn.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model.compile(loss=loss, optimizer="adam", metrics=["accuracy"])
         xt, yt = pnn.asarray(x), pnn.asarray(labels)
-        count["n"] = 0
+        counter.n = 0
         model.fit(xt, yt, epochs=3, batch_size=8, verbose=0, validation_split=0.25)
-        fit_syncs = count["n"]
-        count["n"] = 0
+        fit_reads = counter.n
+        counter.n = 0
         model.evaluate(xt, yt, batch_size=8)
-        evaluate_syncs = count["n"]
-    assert fit_syncs <= 1 + 3, fit_syncs  # 69 batches: a per-batch sync would show
-    assert evaluate_syncs <= 2, evaluate_syncs
+        evaluate_reads = counter.n
+        bar = pnn.callbacks.ProgressBar(1, file=io.StringIO(), refresh_interval=0.0)
+        counter.n = 0  # a redraw after every batch: one read per redraw, all values at once
+        model.fit(xt, yt, epochs=3, batch_size=8, verbose=0, validation_split=0.25, callbacks=[bar])
+        bar_reads = counter.n
+    assert fit_reads <= 1 + 3, fit_reads
+    assert evaluate_reads <= 2, evaluate_reads
+    assert bar_reads <= 1 + 3 + 3 * 23, bar_reads  # 23 training batches an epoch

@@ -86,10 +86,11 @@ class BatchNormalization(_Normalization):
 
     Training mode rebinds ``bufs["running_mean"]``/``bufs["running_var"]`` to new arrays (no
     in-place writes). It raises ``ValueError`` for a batch with one value per feature (variance
-    undefined, as PyTorch does) and for a non-finite batch mean or variance, before touching the
-    buffers; the latter reads one boolean back from the device per training step (a sync, cheap
-    next to the step itself). Params ``"gamma"``, ``"beta"`` (features,); buffers
-    ``"running_mean"`` (zeros), ``"running_var"`` (ones).
+    undefined, as PyTorch does). A batch with NaN/inf keeps the running statistics as they
+    were, decided on the device (``xp.where``: no host sync per step); its output and loss are
+    NaN for ``TerminateOnNaN`` to see, and ``fit`` refuses non-finite data up front.
+    Params ``"gamma"``, ``"beta"`` (features,); buffers ``"running_mean"`` (zeros),
+    ``"running_var"`` (ones).
     """
 
     has_training_behaviour = True
@@ -144,13 +145,14 @@ class BatchNormalization(_Normalization):
         mean = xp.mean(x, axis=self._axes)
         xc = x - mean
         var = xp.mean(xc * xc, axis=self._axes)  # biased: normalises the batch
-        if not bool(xp.all(xp.isfinite(mean) & xp.isfinite(var))):
-            raise ValueError(f"{self.name}: the batch contains NaN or inf; running stats unchanged")
         inv_std = 1.0 / xp.sqrt(var + self.epsilon)
         xhat = xc * inv_std
         m, bufs = self.momentum, self.bufs
         new_mean = (1.0 - m) * bufs["running_mean"] + m * mean
         new_var = (1.0 - m) * bufs["running_var"] + (m * n / (n - 1)) * var  # unbiased
+        finite = xp.all(xp.isfinite(new_mean) & xp.isfinite(new_var))  # on the device: no sync
+        new_mean = xp.where(finite, new_mean, bufs["running_mean"])
+        new_var = xp.where(finite, new_var, bufs["running_var"])
         bufs["running_mean"], bufs["running_var"] = new_mean, new_var  # rebind, no writes
         cache = NormCache(xhat, inv_std, self.params.get("gamma"), shape, batch_stats=True)
         return self._affine(xhat), cache
