@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from types import ModuleType
 from typing import Any
@@ -101,6 +102,30 @@ def device_scope(array: Any) -> contextlib.AbstractContextManager[Any]:
     """CuPy's current-device context for a CuPy array's device (its kernels and new arrays go
     to the *current* device); a no-op for every other library."""
     return array.device if array_api_compat.is_cupy_array(array) else contextlib.nullcontext()
+
+
+def has_view_slices(array: Any) -> bool:
+    """Whether slices of ``array`` are views that in-place writes reach (writeable NumPy, CuPy
+    and torch arrays; not JAX, which is immutable, nor array-api-strict, which promises none)."""
+    viewing = (
+        array_api_compat.is_numpy_array(array)
+        or array_api_compat.is_torch_array(array)
+        or array_api_compat.is_cupy_array(array)
+    )
+    return viewing and is_writeable(array)
+
+
+def flat_views(arrays: list[Any]) -> tuple[Any, list[Any]]:
+    """One new contiguous 1-D buffer holding copies of ``arrays`` (one namespace and dtype, where
+    :func:`has_view_slices`) and a view of it shaped like each array, in order."""
+    xp = namespace_of(arrays[0])
+    flat = xp.concat([xp.reshape(a, (-1,)) for a in arrays])
+    views, start = [], 0
+    for a in arrays:
+        stop = start + math.prod(a.shape)
+        views.append(xp.reshape(flat[start:stop], tuple(a.shape)))
+        start = stop
+    return flat, views
 
 
 def backend_name_of(xp: ModuleType) -> str:

@@ -19,6 +19,7 @@ from portable_nn.backend import backend_name_of, namespace_of
 from portable_nn.validation import flag, format_shape, positive, require_dtype
 
 from . import clipping
+from .fused import FlatState
 from .serialization import SerializationMixin, key_mismatch
 from .writers import InPlace, Pure, writer_for
 
@@ -121,11 +122,19 @@ class Optimizer(SerializationMixin):
         return self._apply(params, state, work, writer_for(_arrays(work), inplace))
 
     def _apply(
-        self, params: Params, state: dict[str, Any], work: list[tuple], w: type[Pure]
+        self,
+        params: Params,
+        state: dict[str, Any],
+        work: list[tuple],
+        w: type[Pure],
+        flat: FlatState | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``update`` after the checks, with the writer chosen."""
+        """``update`` after the checks, with the writer chosen; with ``flat`` (in place only)
+        one update runs on the flat buffers that every parameter and slot is a view of."""
         if work and (self.check_finite or self.clipnorm or self.clipvalue):
             work = self._transform(work)
+        if flat is not None:
+            work = [("", flat.params, flat.gradients([g for _, _, g, _ in work]), flat.slots)]
         step = state["step"] + 1
         c = self._constants(step, self.learning_rate_at(step - 1))
         xp = namespace_of(work[0][1]) if work else None
@@ -186,6 +195,8 @@ class Optimizer(SerializationMixin):
         """Forget the internal state used by :meth:`step` (the next step starts afresh)."""
         self._state: dict[str, Any] | None = None
         self._unchecked = False  # state loaded before the parameters were known
+        self._flat: FlatState | None = None  # see fused.py
+        self._not_flat: list[str] | None = None
 
     @property
     def iterations(self) -> int:
@@ -205,6 +216,8 @@ class Optimizer(SerializationMixin):
         out are updated in place and ``set_parameters`` is not called: they must be the model's
         own arrays, as every pnn Layer's and Sequential's are. A model whose ``parameters()``
         returns copies needs ``inplace=False`` (then every step calls ``set_parameters``).
+        Many small arrays (NumPy, CuPy, torch) are updated as one (``fused.py``): the first step
+        hands the model views of one flat buffer through ``set_parameters``.
         """
         params = model.parameters()
         if self._state is None or self._unchecked:
@@ -214,9 +227,25 @@ class Optimizer(SerializationMixin):
         # The internal slots are our own arrays (made by init, by update or copied on load):
         # writeable whenever the parameters are, so only the parameters need a look.
         w = writer_for(params.values(), self.inplace)
-        new_params, self._state = self._apply(params, self._state, work, w)
+        flat = self._flat_state(model, params) if w is InPlace else None
+        new_params, self._state = self._apply(params, self._state, work, w, flat)
         if new_params is not params:
             model.set_parameters(new_params)
+
+    def _flat_state(self, model: Any, params: Params) -> FlatState | None:
+        """The flat buffers for a model of many small arrays (built on first use, and again
+        after the model's or the state's arrays were replaced); None when not worth it."""
+        flat = self._flat
+        if flat is not None and flat.current(params, self._state):
+            return flat
+        self._flat = None
+        if list(params) == self._not_flat or not FlatState.worth_it(params):
+            self._not_flat = list(params)
+            return None
+        flat = FlatState(params, self._state, self.slot_names)
+        model.set_parameters(flat.views)  # the model now holds views: updates reach it
+        self._flat = flat
+        return flat
 
     def __repr__(self) -> str:
         keys = ("learning_rate", *self._hyper_keys, "clipnorm", "clipvalue")
