@@ -13,10 +13,11 @@ any finite input (``|x| = 1e4`` in float32 included): with ``z = exp(-|x|) <= 1`
 * ``softplus(x) = max(x, 0) + log1p(z)``
 * ``tanh'(x) = 1 - tanh(x)^2 = 4w/(1+w)^2`` with ``w = exp(-2|x|)`` (no cancellation)
 * ``elu(x) = x`` for x > 0, ``alpha * expm1(min(x, 0))`` otherwise
-* ``gelu(x) = x * Phi(x)`` exactly (not the tanh form), Phi the normal CDF through W. J. Cody's
-  rational erfc approximation (:func:`~portable_nn.functional.special.normal_cdf_fast`: relative
-  error <= 5e-12 for x >= -8.5 in float64, erf to 5e-12 absolute), and
-  ``gelu'(x) = Phi(x) + x * phi(x)`` with the same Phi.
+* ``gelu(x) = x * Phi(x)`` exactly (not the tanh form), Phi the normal CDF through the
+  namespace's own erfc where it has one, else W. J. Cody's rational erfc approximation
+  (:func:`~portable_nn.functional.special.normal_cdf_fast`: relative error <= 5e-12 for
+  x >= -8.5 in float64, erf to 5e-12 absolute), and ``gelu'(x) = Phi(x) + x * phi(x)`` with the
+  same Phi.
 
 At a kink the derivative takes the right-hand value only for ``x > 0`` (``relu'(0) = 0``, as
 in PyTorch).
@@ -169,7 +170,7 @@ silu_grad = swish_grad
 
 
 def gelu(x: Array) -> Array:
-    """Exact GELU ``x * Phi(x)``, Phi the standard normal CDF (Cody's erfc; not the tanh form)."""
+    """Exact GELU ``x * Phi(x)``, Phi the standard normal CDF (erfc; not the tanh form)."""
     return x * normal_cdf_fast(x)
 
 
