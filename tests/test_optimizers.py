@@ -237,3 +237,50 @@ def test_float64_gradients_are_cast_to_float32_parameters(backend):
     new_p, state = opt.update(p, g, opt.init(p))
     assert all(new_p[k].dtype == backend.xp.float32 for k in SHAPES)
     assert all(state[k]["exp_avg"].dtype == backend.xp.float32 for k in SHAPES)
+
+
+JIT_CASES = {
+    **{case: make for case, (make, _, _) in CASES.items()},
+    "sgd-nesterov-weight_decay": lambda: opt_mod.SGD(0.05, 0.9, nesterov=True, weight_decay=0.1),
+    "adamw-schedule": lambda: opt_mod.AdamW(opt_mod.StepDecay(0.05, 2, 0.5), weight_decay=0.2),
+    "rmsprop-centered-weight_decay": lambda: opt_mod.RMSprop(0.01, centered=True, weight_decay=0.1),
+    "rmsprop-momentum-weight_decay": lambda: opt_mod.RMSprop(0.01, momentum=0.5, weight_decay=0.1),
+    "adagrad-all": lambda: opt_mod.Adagrad(0.1, 1e-6, 0.5, weight_decay=0.2, lr_decay=0.3),
+}
+
+
+@pytest.mark.parametrize("case", list(JIT_CASES))
+def test_update_rule_inside_jax_jit_with_traced_constants(backend, case):
+    """``_apply_rule`` (the seam a compiled train step uses) traced once by ``jax.jit`` with the
+    per-step constants as traced 0-d float64 arrays: no Python branch on their values, nothing
+    baked in, the same numbers as the eager pure update over N_STEPS steps."""
+    if backend.name != "jax":
+        pytest.skip("jax.jit needs the jax backend")
+    import jax
+
+    opt, traces = JIT_CASES[case](), []
+
+    def rule(p, g, slots, c):
+        traces.append(1)  # runs once per trace, not per call
+        return opt._apply_rule(p, g, slots, c)
+
+    traced = jax.jit(rule)
+    with backend.use("float64"):
+        params, grads = host_problem()
+        p = eager = {k: backend.asarray(v) for k, v in params.items()}
+        slots = state = opt.init(p)
+        slots = {k: v for k, v in slots.items() if k != "step"}
+        for step, host_g in enumerate(grads, start=1):
+            g = {k: backend.asarray(v) for k, v in host_g.items()}
+            constants = opt._constants(step, opt.learning_rate_at(step - 1))
+            c = tuple(backend.xp.asarray(x, dtype=backend.xp.float64) for x in constants)
+            p, slots = traced(p, g, slots, c)
+            eager, state = opt.update(eager, g, state)
+    assert len(traces) == 1
+    for name in SHAPES:
+        assert p[name].dtype == backend.xp.float64
+        want = backend.to_numpy(eager[name])
+        np.testing.assert_allclose(backend.to_numpy(p[name]), want, rtol=1e-13, atol=1e-15)
+        for slot, value in state[name].items():
+            got, want = backend.to_numpy(slots[name][slot]), backend.to_numpy(value)
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15, err_msg=slot)

@@ -52,7 +52,7 @@ class Adagrad(Optimizer):
 
     def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
         lr_t, eps, wd = c
-        if wd:
+        if self.weight_decay:
             g = g + wd * p
         acc = s["sum"] = w.add(s["sum"], g * g)
         return w.sub(p, w.mul(g / w.add(xp.sqrt(acc), eps), lr_t))

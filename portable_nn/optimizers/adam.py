@@ -69,10 +69,10 @@ class Adam(Optimizer):
 
     def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
         b1, c1, b2, c2, step_size, eps_hat, l2, shrink = c
-        if l2:
-            g = g + l2 * p
-        if shrink != 1.0:
+        if self.weight_decay and self._decoupled:
             p = w.mul(p, shrink)  # AdamW: p <- p * (1 - lr * weight_decay)
+        elif self.weight_decay:
+            g = g + l2 * p
         m = s["exp_avg"] = w.add(w.mul(s["exp_avg"], b1), g * c1)
         v = s["exp_avg_sq"] = w.add(w.mul(s["exp_avg_sq"], b2), w.mul(g * g, c2))
         if self.amsgrad:

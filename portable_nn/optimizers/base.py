@@ -137,17 +137,35 @@ class Optimizer(SerializationMixin):
             work = [("", flat.params, flat.gradients([g for _, _, g, _ in work]), flat.slots)]
         step = state["step"] + 1
         c = self._constants(step, self.learning_rate_at(step - 1))
+        if w is not InPlace:
+            return self._pure(work, c, {"step": step})
         xp = namespace_of(work[0][1]) if work else None
-        if w is InPlace:
-            for _, p, g, s in work:
-                self._update(xp, w, p, g, s, c)
-            state["step"] = step
-            return params, state  # type: ignore[return-value]
+        for _, p, g, s in work:
+            self._update(xp, w, p, g, s, c)
+        state["step"] = step
+        return params, state  # type: ignore[return-value]
+
+    def _apply_rule(
+        self, params: Params, grads: Params, slots: Mapping[str, dict], c: tuple
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The update rule alone, pure: ``(new_params, new_slots)`` keyed like ``params``.
+
+        ``c = self._constants(step, self.learning_rate_at(step - 1))``; ``slots`` maps each
+        parameter name to its slot dict (a whole state works: ``"step"`` is not read). No checks,
+        clipping or step count: this is the seam a compiled train step (``jax.jit``) calls, with
+        ``c`` traced as 0-d arrays of the parameters' dtype or as Python floats (JAX traces them
+        as weakly typed scalars). ``_update`` branches only on hyper-parameters fixed at
+        construction, never on the values in ``c``.
+        """
+        return self._pure([(n, p, grads[n], slots[n]) for n, p in params.items()], c, {})
+
+    def _pure(self, work: list[tuple], c: tuple, new_state: dict) -> tuple[dict, dict[str, Any]]:
+        """``_update`` with the pure writer over ``work``; new slot dicts go into ``new_state``."""
+        xp = namespace_of(work[0][1]) if work else None
         new_params: dict[str, Any] = {}
-        new_state: dict[str, Any] = {"step": step}
         for name, p, g, s in work:
             s = new_state[name] = dict(s)
-            new_params[name] = self._update(xp, w, p, g, s, c)
+            new_params[name] = self._update(xp, Pure, p, g, s, c)
         return new_params, new_state
 
     def _prepare(self, params: Params, grads: Params, state: dict[str, Any]) -> list[tuple]:

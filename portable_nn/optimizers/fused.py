@@ -42,7 +42,8 @@ class FlatState:
     def worth_it(params: Mapping[str, Any]) -> bool:
         """Several arrays, small on average, of one dtype, in a library with view slices."""
         arrays = list(params.values())
-        if len(arrays) < 2 or sum(math.prod(a.shape) for a in arrays) > MEAN_SIZE_LIMIT * len(arrays):
+        size = sum(math.prod(a.shape) for a in arrays)
+        if len(arrays) < 2 or size > MEAN_SIZE_LIMIT * len(arrays):
             return False
         return len({a.dtype for a in arrays}) == 1 and has_view_slices(arrays[0])
 

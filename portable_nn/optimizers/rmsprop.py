@@ -56,14 +56,14 @@ class RMSprop(Optimizer):
 
     def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
         lr, rho, c_rho, eps, mu, wd = c
-        if wd:
+        if self.weight_decay:
             g = g + wd * p
         var = s["square_avg"] = w.add(w.mul(s["square_avg"], rho), w.mul(g * g, c_rho))
         if self.centered:
             avg = s["grad_avg"] = w.add(w.mul(s["grad_avg"], rho), g * c_rho)
             var = var - avg * avg
         denom = w.add(xp.sqrt(var), eps)
-        if mu:
+        if self.momentum:
             b = s["momentum_buffer"] = w.add(w.mul(s["momentum_buffer"], mu), g / denom)
             return w.sub(p, lr * b)
         return w.sub(p, w.mul(g / denom, lr))

@@ -50,9 +50,9 @@ class SGD(Optimizer):
 
     def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
         lr, mu, wd = c
-        if wd:
+        if self.weight_decay:  # branches on hyper-parameters only: c may be traced (jax.jit)
             g = g + wd * p
-        if mu:
+        if self.momentum:
             b = s["momentum_buffer"] = w.add(w.mul(s["momentum_buffer"], mu), g)
             g = g + mu * b if self.nesterov else b
         return w.sub(p, lr * g)
