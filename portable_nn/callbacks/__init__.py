@@ -1,10 +1,6 @@
-"""Keras-style callbacks for ``fit``: hooks called at the start and end of training, epochs and
-batches (see :mod:`portable_nn.callbacks.base` for the logs each hook gets).
-
-Per-batch logs hold device 0-d arrays (running means); epoch logs hold Python floats. The
-callbacks here read device values back only when they need them: ``ProgressBar`` when it
-redraws, ``TerminateOnNaN`` at epoch end (and every ``check_every`` batches when asked).
-"""
+"""Keras-style callbacks for ``fit``; :mod:`portable_nn.callbacks.base` states the hooks and
+the logs they get (per-batch logs hold device 0-d arrays, read back only when a callback needs
+them: ``ProgressBar`` when it redraws, ``TerminateOnNaN`` every ``check_every`` batches)."""
 
 from .base import HOOKS, Callback, CallbackList
 from .checkpoint import ModelCheckpoint

@@ -14,26 +14,17 @@ Logs given to the hooks:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from portable_nn import validation
 
 Logs = dict[str, Any] | None
 
-HOOKS: tuple[str, ...] = (
-    "on_train_begin",
-    "on_train_end",
-    "on_epoch_begin",
-    "on_epoch_end",
-    "on_train_batch_begin",
-    "on_train_batch_end",
-    "on_test_begin",
-    "on_test_end",
-    "on_test_batch_begin",
-    "on_test_batch_end",
-    "on_predict_begin",
-    "on_predict_end",
-    "on_predict_batch_begin",
-    "on_predict_batch_end",
+_STAGES = ("train", "epoch", "train_batch", "test", "test_batch", "predict", "predict_batch")
+HOOKS: tuple[str, ...] = tuple(
+    f"on_{stage}_{when}" for stage in _STAGES for when in ("begin", "end")
 )
 _ALIASES = {"on_batch_begin": "on_train_batch_begin", "on_batch_end": "on_train_batch_end"}
 
@@ -49,7 +40,7 @@ class Callback:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for old, new in _ALIASES.items():
-            if getattr(cls, old) is not getattr(Callback, old) and _is_base(cls, new):
+            if getattr(cls, old) is not getattr(Callback, old) and not _overrides(cls, new):
                 setattr(cls, new, _forward_to(old))
 
     def __init__(self) -> None:
@@ -65,8 +56,7 @@ class Callback:
     def implements(self, hook: str) -> bool:
         """True when ``hook`` does something for this instance (the loop can skip the rest,
         and skip building per-batch logs when no callback uses the batch hooks)."""
-        method = getattr(self, hook)
-        return getattr(method, "__func__", method) is not getattr(Callback, hook)
+        return _overrides(self, hook)
 
     def on_train_begin(self, logs: Logs = None) -> None: ...
     def on_train_end(self, logs: Logs = None) -> None: ...
@@ -86,8 +76,10 @@ class Callback:
     def on_predict_batch_end(self, batch: int, logs: Logs = None) -> None: ...
 
 
-def _is_base(cls: type, hook: str) -> bool:
-    return getattr(cls, hook) is getattr(Callback, hook)
+def _overrides(owner: Any, hook: str) -> bool:
+    """Whether ``owner`` (a class or an instance) has its own ``hook``, not Callback's no-op."""
+    method = getattr(owner, hook)
+    return getattr(method, "__func__", method) is not getattr(Callback, hook)
 
 
 def _forward_to(old: str) -> Any:
@@ -96,6 +88,11 @@ def _forward_to(old: str) -> Any:
 
     hook.__name__ = _ALIASES[old]
     return hook
+
+
+def file_path(name: str, value: Any) -> str:
+    """A non-empty ``str`` or path object (``ModelCheckpoint``, ``CSVLogger``), as ``str``."""
+    return validation.text(name, os.fspath(value) if isinstance(value, os.PathLike) else value)
 
 
 class CallbackList(Callback):
@@ -115,86 +112,81 @@ class CallbackList(Callback):
         add_history: bool = False,
         add_progbar: bool = False,
     ) -> None:
-        super().__init__()
-        if isinstance(callbacks, Callback):
-            callbacks = [callbacks]
-        self.callbacks: list[Callback] = list(callbacks or [])
-        for i, cb in enumerate(self.callbacks):
-            if not isinstance(cb, Callback):
-                raise TypeError(
-                    f"callbacks[{i}] must be a pnn.callbacks.Callback. Received: {cb!r}"
-                )
-        self._add_defaults(add_history, add_progbar, (params or {}).get("verbose", 1))
-        self._users: dict[str, list[Callback]] = {}
-        if model is not None:
-            self.set_model(model)
-        self.set_params(params or {})
-
-    def _add_defaults(self, add_history: bool, add_progbar: bool, verbose: int) -> None:
         from .history import History
         from .progress import ProgressBar
 
+        super().__init__()
+        self.callbacks: list[Callback] = []
+        self._users: dict[str, list[Callback]] = {}  # hook -> the callbacks implementing it
+        for callback in [callbacks] if isinstance(callbacks, Callback) else callbacks or []:
+            self.append(callback)
+        params = params or {}
         self.history = next((c for c in self.callbacks if isinstance(c, History)), None)
         if self.history is None and add_history:
             self.history = History()
-            self.callbacks.append(self.history)
+            self.append(self.history)
         has_bar = any(isinstance(c, ProgressBar) for c in self.callbacks)
-        if add_progbar and verbose and not has_bar:
-            self.callbacks.append(ProgressBar(verbose))
-
-    def set_model(self, model: Any) -> None:
-        super().set_model(model)
-        for cb in self.callbacks:
-            cb.set_model(model)
-
-    def set_params(self, params: dict[str, Any]) -> None:
-        super().set_params(params)
-        for cb in self.callbacks:
-            cb.set_params(params)
-        self._users.clear()
+        if add_progbar and params.get("verbose", 1) and not has_bar:
+            self.append(ProgressBar(params.get("verbose", 1)))
+        if model is not None:
+            self.set_model(model)
+        self.set_params(params)
 
     def append(self, callback: Callback) -> None:
         if not isinstance(callback, Callback):
-            raise TypeError(f"expected a pnn.callbacks.Callback. Received: {callback!r}")
+            raise TypeError(
+                f"callbacks[{len(self.callbacks)}] must be a pnn.callbacks.Callback. "
+                f"Received: {callback!r}"
+            )
         self.callbacks.append(callback)
+        self._users.clear()
+
+    def set_model(self, model: Any) -> None:
+        super().set_model(model)
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        super().set_params(params)
+        for callback in self.callbacks:
+            callback.set_params(params)
         self._users.clear()
 
     def implements(self, hook: str) -> bool:
         return bool(self._callbacks_using(hook))
 
     def _callbacks_using(self, hook: str) -> list[Callback]:
-        users = self._users.get(hook)
-        if users is None:
-            users = self._users[hook] = [cb for cb in self.callbacks if cb.implements(hook)]
-        return users
+        if hook not in self._users:
+            self._users[hook] = [c for c in self.callbacks if c.implements(hook)]
+        return self._users[hook]
 
-    def _call(self, hook: str, *args: Any) -> None:
-        for cb in self._callbacks_using(hook):
-            getattr(cb, hook)(*args)
-
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Callback]:
         return iter(self.callbacks)
 
     def __len__(self) -> int:
         return len(self.callbacks)
 
 
-def _dispatcher(hook: str, batch_like: bool) -> Any:
-    if batch_like:
+def _dispatcher(hook: str) -> Any:
+    def call(self: CallbackList, args: tuple[Any, ...]) -> None:
+        for callback in self._callbacks_using(hook):
+            getattr(callback, hook)(*args)
+
+    if "batch" in hook or "epoch" in hook:
 
         def method(self: CallbackList, index: int, logs: Logs = None) -> None:
-            self._call(hook, index, logs)
+            call(self, (index, logs))
 
     else:
 
         def method(self: CallbackList, logs: Logs = None) -> None:
-            self._call(hook, logs)
+            call(self, (logs,))
 
     method.__name__ = hook
     return method
 
 
 for _hook in HOOKS:
-    setattr(CallbackList, _hook, _dispatcher(_hook, "batch" in _hook or "epoch" in _hook))
+    setattr(CallbackList, _hook, _dispatcher(_hook))
 
 __all__ = ["HOOKS", "Callback", "CallbackList", "Logs"]

@@ -7,11 +7,11 @@ from typing import Any
 
 from portable_nn import validation
 
-from . import monitor as _monitor
-from .base import Callback, Logs
+from .base import Logs, file_path
+from .monitor import MonitorCallback
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(MonitorCallback):
     """Call ``model.save(path)`` or ``model.save_weights(path)`` at the end of each epoch.
 
     ``filepath`` may hold ``str.format`` fields filled from ``epoch`` (1-based, as Keras) and
@@ -33,28 +33,24 @@ class ModelCheckpoint(Callback):
         mode: str = "auto",
         initial_value_threshold: float | None = None,
     ) -> None:
-        super().__init__()
-        if not isinstance(filepath, (str, os.PathLike)) or not os.fspath(filepath):
-            raise ValueError(f"Expected a file path. Received: filepath={filepath!r}")
-        self.filepath = os.fspath(filepath)
-        self.monitor = validation.text("monitor", monitor)
-        self.verbose = validation.non_negative_int("verbose", verbose)
+        super().__init__(monitor, mode, 0.0, verbose)
+        self.filepath = file_path("filepath", filepath)
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
-        self.mode = _monitor.resolve_mode(monitor, mode)
-        if initial_value_threshold is None:
-            self.best = _monitor.worst(self.mode)
-        else:
-            self.best = validation.real_number("initial_value_threshold", initial_value_threshold)
+        self.best = (
+            self._worst()
+            if initial_value_threshold is None
+            else validation.real_number("initial_value_threshold", initial_value_threshold)
+        )
         self.last_saved: str | None = None
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         path = self.format_path(epoch, logs)
         if self.save_best_only:
-            current = _monitor.monitor_value(logs, self.monitor, "ModelCheckpoint")
+            current = self.get_monitor_value(logs)
             if current is None:
                 return
-            if not _monitor.improved(current, self.best, self.mode):
+            if not self._is_improvement(current, self.best):
                 self._say(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
                 return
             self._say(
@@ -62,9 +58,12 @@ class ModelCheckpoint(Callback):
                 f"{current:.5f}, saving model to {path}"
             )
             self.best = current
-        elif self.verbose:
+        else:
             self._say(f"Epoch {epoch + 1}: saving model to {path}")
-        self._save(path)
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        (self.model.save_weights if self.save_weights_only else self.model.save)(path)
+        self.last_saved = path
 
     def format_path(self, epoch: int, logs: Logs = None) -> str:
         """``filepath`` with ``{epoch}`` (1-based) and log entries filled in."""
@@ -76,20 +75,6 @@ class ModelCheckpoint(Callback):
                 f"ModelCheckpoint cannot format filepath {self.filepath!r}: no log entry "
                 f"{exc.args[0]!r}; available: {', '.join(sorted(fields))}"
             ) from None
-
-    def _save(self, path: str) -> None:
-        folder = os.path.dirname(path)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
-        self.last_saved = path
-
-    def _say(self, message: str) -> None:
-        if self.verbose:
-            print(message)
 
 
 __all__ = ["ModelCheckpoint"]

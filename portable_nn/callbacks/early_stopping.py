@@ -7,11 +7,11 @@ from typing import Any
 from portable_nn import validation
 from portable_nn.backend import namespace_of
 
-from . import monitor as _monitor
-from .base import Callback, Logs
+from .base import Logs
+from .monitor import MonitorCallback
 
 
-class EarlyStopping(Callback):
+class EarlyStopping(MonitorCallback):
     """Stop training once ``monitor`` has not improved for ``patience`` epochs.
 
     An epoch improves when ``current < best - min_delta`` (mode min) or
@@ -44,31 +44,22 @@ class EarlyStopping(Callback):
         restore_best_weights: bool = False,
         start_from_epoch: int = 0,
     ) -> None:
-        super().__init__()
-        self.monitor = validation.text("monitor", monitor)
-        self.min_delta = abs(validation.real_number("min_delta", min_delta))
+        super().__init__(
+            monitor, mode, abs(validation.real_number("min_delta", min_delta)), verbose
+        )
         self.patience = validation.non_negative_int("patience", patience)
-        self.verbose = validation.non_negative_int("verbose", verbose)
-        self.mode = _monitor.resolve_mode(monitor, mode)
         self.baseline = None if baseline is None else validation.real_number("baseline", baseline)
         self.restore_best_weights = bool(restore_best_weights)
         self.start_from_epoch = validation.non_negative_int("start_from_epoch", start_from_epoch)
         self.on_train_begin()
 
     def on_train_begin(self, logs: Logs = None) -> None:
-        self.wait = 0
-        self.stopped_epoch = 0
+        self.wait = self.stopped_epoch = self.best_epoch = 0
         self.best: float | None = None
-        self.best_epoch = 0
         self.best_weights: dict[str, Any] | None = None
 
-    def _is_improvement(self, value: float, reference: float | None) -> bool:
-        if value != value:  # NaN
-            return False
-        return reference is None or _monitor.improved(value, reference, self.mode, self.min_delta)
-
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
-        current = _monitor.monitor_value(logs, self.monitor, "EarlyStopping")
+        current = self.get_monitor_value(logs)
         if current is None or epoch < self.start_from_epoch:
             return
         self.wait += 1
@@ -86,22 +77,19 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs: Logs = None) -> None:
-        if self.stopped_epoch > 0 and self.verbose > 0:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.stopped_epoch > 0:
+            self._say(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose > 0:
-                best = self.best_epoch + 1
-                print(f"Restoring model weights from the end of the best epoch: {best}.")
+            self._say(
+                f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}."
+            )
             self.model.load_state_dict(self.best_weights)
 
 
 def _copy_state(model: Any) -> dict[str, Any]:
     """Copies of every parameter and buffer, in their namespace and on their device (an
     in-place optimizer update cannot change them)."""
-    return {
-        name: namespace_of(array).asarray(array, copy=True)
-        for name, array in model.state_dict().items()
-    }
+    return {name: namespace_of(a).asarray(a, copy=True) for name, a in model.state_dict().items()}
 
 
 __all__ = ["EarlyStopping"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from typing import Any
 
-from .base import Callback, Logs
+from .base import Callback, Logs, file_path
 
 
 class History(Callback):
@@ -18,30 +19,26 @@ class History(Callback):
 
     def __init__(self) -> None:
         super().__init__()
-        self.epoch: list[int] = []
-        self.history: dict[str, list[Any]] = {}
+        self.on_train_begin()
 
     def set_model(self, model: Any) -> None:
         super().set_model(model)
-        _try_set_history(model, self)
+        self._attach()
 
     def on_train_begin(self, logs: Logs = None) -> None:
-        self.epoch = []
-        self.history = {}
+        self.epoch: list[int] = []
+        self.history: dict[str, list[Any]] = {}
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
-        _try_set_history(self.model, self)
+        self._attach()
 
-
-def _try_set_history(model: Any, history: History) -> None:
-    if model is not None:
-        try:
-            model.history = history
-        except AttributeError:  # a model without that attribute slot
-            pass
+    def _attach(self) -> None:
+        if self.model is not None:
+            with contextlib.suppress(AttributeError):  # a model without that attribute slot
+                self.model.history = self
 
 
 class CSVLogger(Callback):
@@ -54,42 +51,32 @@ class CSVLogger(Callback):
 
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
         super().__init__()
-        if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
-            raise ValueError(f"Expected a file path. Received: filename={filename!r}")
+        self.filename = file_path("filename", filename)
         if not isinstance(separator, str) or len(separator) != 1:
             raise ValueError(
                 f"Expected a one-character separator. Received: separator={separator!r}"
             )
-        self.filename = os.fspath(filename)
         self.separator = separator
         self.append = bool(append)
         self.keys: list[str] | None = None
         self._file: Any = None
         self._writer: Any = None
-        self._write_header = True
 
     def on_train_begin(self, logs: Logs = None) -> None:
-        self._open()
-
-    def _open(self) -> None:
         self.close()
-        exists = os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
-        self._write_header = not (self.append and exists)
         self._file = open(self.filename, "a" if self.append else "w", newline="", encoding="utf-8")
-        self.keys, self._writer = None, None
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         logs = logs or {}
         if self._file is None:
-            self._open()
-        if self.keys is None:
+            self.on_train_begin()
+        if self._writer is None:
             self.keys = sorted(logs)
             if self.keys and not any(k.startswith("val_") for k in self.keys):
                 self.keys += ["val_" + k for k in self.keys]
-        if self._writer is None:
             fields = ["epoch", *self.keys]
             self._writer = csv.DictWriter(self._file, fieldnames=fields, delimiter=self.separator)
-            if self._write_header:
+            if not self._file.tell():  # a new or empty file (append mode opens at its end)
                 self._writer.writeheader()
         row = {"epoch": epoch, **{k: _cell(logs.get(k, "NA")) for k in self.keys}}
         self._writer.writerow(row)
@@ -112,3 +99,6 @@ def _cell(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
+
+
+__all__ = ["CSVLogger", "History"]

@@ -15,8 +15,8 @@ from typing import Any
 
 from portable_nn import validation
 
-from . import monitor as _monitor
 from .base import Callback, Logs
+from .monitor import MonitorCallback
 
 
 def get_learning_rate(model: Any, owner: str) -> float:
@@ -47,7 +47,7 @@ class LearningRateScheduler(Callback):
             raise TypeError(f"schedule must be callable. Received: schedule={schedule!r}")
         self.schedule = schedule
         self.verbose = validation.non_negative_int("verbose", verbose)
-        self._passes_rate = _positional_arity(schedule) >= 2
+        self._passes_rate = _takes_rate(schedule)
 
     def on_train_begin(self, logs: Logs = None) -> None:
         get_learning_rate(self.model, "LearningRateScheduler")
@@ -55,13 +55,15 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         rate = get_learning_rate(self.model, "LearningRateScheduler")
         new = self.schedule(epoch, rate) if self._passes_rate else self.schedule(epoch)
-        if isinstance(new, bool) or not isinstance(new, (int, float)):
-            new = _as_float(new, epoch)
-        if not math.isfinite(new) or new < 0.0:
+        is_real = not isinstance(new, (str, bool)) and (
+            isinstance(new, (int, float)) or getattr(new, "ndim", None) == 0
+        )
+        number = float(new) if is_real else math.nan
+        if not (math.isfinite(number) and number >= 0.0):
             raise ValueError(
                 f"schedule must return a finite float >= 0. Received: {new!r} at epoch {epoch}"
             )
-        set_learning_rate(self.model, new)
+        set_learning_rate(self.model, number)
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {new}.")
 
@@ -70,24 +72,20 @@ class LearningRateScheduler(Callback):
             logs["learning_rate"] = get_learning_rate(self.model, "LearningRateScheduler")
 
 
-def _positional_arity(fn: Callable[..., Any]) -> int:
+def _takes_rate(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` accepts ``(epoch, lr)`` (assumed for builtins without a signature)."""
     try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # some builtins have no signature
-        return 2
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-        return 2
-    return sum(p.kind in kinds for p in params)
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(0, 0.0)
+    except TypeError:
+        return False
+    return True
 
 
-def _as_float(value: Any, epoch: int) -> float:
-    if getattr(value, "ndim", None) == 0 and not isinstance(value, (str, bool)):
-        return float(value)
-    raise ValueError(f"schedule must return a float. Received: {value!r} at epoch {epoch}")
-
-
-class ReduceLROnPlateau(Callback):
+class ReduceLROnPlateau(MonitorCallback):
     """Multiply the learning rate by ``factor`` when ``monitor`` has not improved (by more
     than ``min_delta``) for ``patience`` epochs; never below ``min_lr``.
 
@@ -107,23 +105,17 @@ class ReduceLROnPlateau(Callback):
         cooldown: int = 0,
         min_lr: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.monitor = validation.text("monitor", monitor)
+        super().__init__(monitor, mode, validation.non_negative("min_delta", min_delta), verbose)
         self.factor = validation.real_number("factor", factor)
         if not 0.0 < self.factor < 1.0:
             raise ValueError(f"Expected 0 < factor < 1. Received: factor={factor!r}")
         self.patience = validation.non_negative_int("patience", patience)
-        self.verbose = validation.non_negative_int("verbose", verbose)
-        self.mode = _monitor.resolve_mode(monitor, mode)
-        self.min_delta = validation.non_negative("min_delta", min_delta)
         self.cooldown = validation.non_negative_int("cooldown", cooldown)
         self.min_lr = validation.non_negative("min_lr", min_lr)
         self._reset()
 
     def _reset(self) -> None:
-        self.best = _monitor.worst(self.mode)
-        self.wait = 0
-        self.cooldown_counter = 0
+        self.best, self.wait, self.cooldown_counter = self._worst(), 0, 0
 
     def on_train_begin(self, logs: Logs = None) -> None:
         get_learning_rate(self.model, "ReduceLROnPlateau")
@@ -133,21 +125,20 @@ class ReduceLROnPlateau(Callback):
         rate = get_learning_rate(self.model, "ReduceLROnPlateau")
         if logs is not None:
             logs["learning_rate"] = rate
-        current = _monitor.monitor_value(logs, self.monitor, "ReduceLROnPlateau")
+        current = self.get_monitor_value(logs)
         if current is None:
             return
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if _monitor.improved(current, self.best, self.mode, self.min_delta):
+        if self._is_improvement(current, self.best):
             self.best, self.wait = current, 0
         elif self.cooldown_counter <= 0:
             self.wait += 1
             if self.wait >= self.patience and rate > self.min_lr:
                 new = max(rate * self.factor, self.min_lr)
                 set_learning_rate(self.model, new)
-                if self.verbose:
-                    print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                self._say(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
                 self.cooldown_counter, self.wait = self.cooldown, 0
 
 

@@ -39,11 +39,10 @@ class ProgressBar(Callback):
         self, verbose: int | str = 1, file: TextIO | None = None, refresh_interval: float = 0.2
     ) -> None:
         super().__init__()
-        verbose = 1 if verbose == "auto" else verbose
-        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-            raise ValueError(f"verbose must be 0, 1, 2 or 'auto'. Received: verbose={verbose!r}")
-        interval = validation.non_negative("refresh_interval", refresh_interval)
-        self.verbose, self.file, self.refresh_interval = verbose, file, interval
+        verbose = validation.choice("verbose", verbose, (0, 1, 2, "auto"))
+        self.verbose = 1 if verbose == "auto" else verbose
+        self.file = file
+        self.refresh_interval = validation.non_negative("refresh_interval", refresh_interval)
         self._bar: Any = None
         self._in_fit = False
         self._desc, self._last_batch = "", None
@@ -101,42 +100,36 @@ class ProgressBar(Callback):
     def _counts_samples(self) -> bool:
         return bool(self.params.get("samples")) and bool(self.params.get("batch_size"))
 
-    def _start(self, desc: str) -> None:
-        self._close()
-        self._desc, self._last_batch = desc, None
-        self._start_time = self._last_draw = _clock()
-        if self.verbose != 1:
-            return
-        samples = self._counts_samples()
-        total = self.params.get("samples") if samples else self.params.get("steps")
-        self._bar = tqdm(
-            total=total,
-            desc=desc,
-            unit=" samples" if samples else " steps",
-            file=self._stream(),
-            mininterval=0.0,  # we decide when to draw; every update() below draws
-            miniters=1,
-            leave=True,
-        )
-
     def _position(self, batch: int) -> int:
         if self._counts_samples():
             return min((batch + 1) * self.params["batch_size"], self.params["samples"])
         return batch + 1
 
+    def _start(self, desc: str) -> None:
+        self._close()
+        self._desc, self._last_batch = desc, None
+        self._start_time = self._last_draw = _clock()
+        if self.verbose == 1:
+            samples = self._counts_samples()
+            self._bar = tqdm(
+                total=self.params.get("samples" if samples else "steps"),
+                desc=desc,
+                unit=" samples" if samples else " steps",
+                file=self._stream(),
+                mininterval=0.0,  # we decide when to draw; every update() below draws
+                miniters=1,
+            )
+
     def _advance(self, batch: int, logs: Logs) -> None:
         if self._bar is None:
             return
-        self._last_batch = batch
-        now = _clock()
-        if now - self._last_draw < self.refresh_interval:
-            return
-        self._last_draw = now
-        self._bar.set_postfix_str(format_logs(logs), refresh=False)
-        self._bar.update(max(self._position(batch) - self._bar.n, 0))
+        self._last_batch, now = batch, _clock()
+        if now - self._last_draw >= self.refresh_interval:
+            self._last_draw = now
+            self._bar.set_postfix_str(format_logs(logs), refresh=False)
+            self._bar.update(max(self._position(batch) - self._bar.n, 0))
 
     def _finish(self, logs: Logs) -> None:
-        elapsed = _clock() - self._start_time
         if self._bar is not None:
             self._bar.set_postfix_str(format_logs(logs), refresh=False)
             if self._last_batch is not None:  # where the loop stopped (early stop included)
@@ -144,8 +137,8 @@ class ProgressBar(Callback):
             self._close()  # draws the final state once, with the epoch's average rate
         elif self.verbose == 2:
             text = format_logs(logs)
-            line = f"{self._desc} - {elapsed:.1f}s" + (f" - {text}" if text else "")
-            print(line, file=self._stream(), flush=True)
+            line = f"{self._desc} - {_clock() - self._start_time:.1f}s"
+            print(line + (f" - {text}" if text else ""), file=self._stream(), flush=True)
 
     def _close(self) -> None:
         if self._bar is not None:

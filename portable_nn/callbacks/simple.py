@@ -8,7 +8,7 @@ from typing import Any
 
 from portable_nn import validation
 
-from .base import HOOKS, Callback, Logs
+from .base import _ALIASES, HOOKS, Callback, Logs
 
 
 class TerminateOnNaN(Callback):
@@ -66,8 +66,9 @@ class LambdaCallback(Callback):
     Signatures: ``on_epoch_begin/on_epoch_end(epoch, logs)``, ``on_train_batch_begin/
     on_train_batch_end(batch, logs)``, ``on_train_begin/on_train_end(logs)``. The other Keras
     hooks (``on_test_begin=...``, ``on_predict_batch_end=...``) are accepted as keywords too.
-    Keras 2's ``on_batch_begin``/``on_batch_end`` mean the train-batch hooks. Hooks not given
-    cost nothing: ``implements`` reports them unused.
+    Keras 2's ``on_batch_begin``/``on_batch_end`` mean the train-batch hooks. Each function
+    given becomes the instance's hook (as in Keras); hooks not given cost nothing:
+    ``implements`` reports them unused.
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class LambdaCallback(Callback):
         **other_hooks: Callable[..., Any],
     ) -> None:
         super().__init__()
-        given = dict(
+        hooks = dict(
             on_epoch_begin=on_epoch_begin,
             on_epoch_end=on_epoch_end,
             on_train_batch_begin=on_train_batch_begin,
@@ -89,35 +90,14 @@ class LambdaCallback(Callback):
             on_train_begin=on_train_begin,
             on_train_end=on_train_end,
         )
-        for name, fn in other_hooks.items():
-            name = {"on_batch_begin": "on_train_batch_begin"}.get(name, name)
-            name = {"on_batch_end": "on_train_batch_end"}.get(name, name)
+        hooks.update((_ALIASES.get(name, name), fn) for name, fn in other_hooks.items())
+        for name, fn in hooks.items():
             if name not in HOOKS:
                 raise TypeError(f"LambdaCallback got an unknown hook {name!r}; hooks: {HOOKS}")
-            given[name] = fn
-        self._fns: dict[str, Callable[..., Any]] = {}
-        for name, fn in given.items():
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable. Received: {name}={fn!r}")
             if fn is not None:
-                self._fns[name] = fn
-
-    def implements(self, hook: str) -> bool:
-        return hook in self._fns
-
-
-def _lambda_hook(hook: str) -> Callable[..., None]:
-    def method(self: LambdaCallback, *args: Any) -> None:
-        fn = self._fns.get(hook)
-        if fn is not None:
-            fn(*args)
-
-    method.__name__ = hook
-    return method
-
-
-for _hook in HOOKS:  # class-level methods, so loops that look at the type see them too
-    setattr(LambdaCallback, _hook, _lambda_hook(_hook))
+                setattr(self, name, fn)
 
 
 __all__ = ["LambdaCallback", "TerminateOnNaN"]
