@@ -104,12 +104,22 @@ def flag(name: str, value: Any) -> bool:
 
 
 def choice(name: str, value: Any, options: Iterable[Any]) -> Any:
-    """``value`` when it is one of ``options``, else ``ValueError`` listing them."""
+    """``value`` when it equals one of ``options`` (a bool only a bool: ``1`` is not ``True``),
+    else ``ValueError`` listing them."""
     options = tuple(options)
-    if isinstance(value, bool) or value not in options:
-        listed = ", ".join(repr(o) for o in options)
-        raise ValueError(f"{name} must be one of {listed}. Received: {name}={value!r}")
-    return value
+    for option in options:
+        same_kind = isinstance(value, bool) == isinstance(option, bool)
+        if value is option or (same_kind and _equal(value, option)):
+            return option
+    listed = ", ".join(repr(o) for o in options)
+    raise ValueError(f"{name} must be one of {listed}. Received: {name}={value!r}")
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays and odd objects compare to nothing here
+        return False
 
 
 def text(name: str, value: Any) -> str:
