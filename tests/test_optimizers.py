@@ -246,14 +246,16 @@ JIT_CASES = {
     "rmsprop-centered-weight_decay": lambda: opt_mod.RMSprop(0.01, centered=True, weight_decay=0.1),
     "rmsprop-momentum-weight_decay": lambda: opt_mod.RMSprop(0.01, momentum=0.5, weight_decay=0.1),
     "adagrad-all": lambda: opt_mod.Adagrad(0.1, 1e-6, 0.5, weight_decay=0.2, lr_decay=0.3),
+    "adam-clipnorm": lambda: opt_mod.Adam(0.01, clipnorm=0.5),
+    "sgd-clipvalue": lambda: opt_mod.SGD(0.05, momentum=0.9, clipvalue=0.5),
 }
 
 
 @pytest.mark.parametrize("case", list(JIT_CASES))
 def test_update_rule_inside_jax_jit_with_traced_constants(backend, case):
-    """``_apply_rule`` (the seam a compiled train step uses) traced once by ``jax.jit`` with the
-    per-step constants as traced 0-d float64 arrays: no Python branch on their values, nothing
-    baked in, the same numbers as the eager pure update over N_STEPS steps."""
+    """``_apply_rule`` (clipping and the rule: the seam a compiled train step uses) traced once by
+    ``jax.jit`` with the per-step constants as traced 0-d float64 arrays: no Python branch on
+    their values, nothing baked in, the same numbers as the eager pure update over N_STEPS."""
     if backend.name != "jax":
         pytest.skip("jax.jit needs the jax backend")
     import jax

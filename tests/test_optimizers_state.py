@@ -397,6 +397,23 @@ def test_config_with_schedule_and_options_round_trips():
     assert opt_mod.AdamW.from_config(config["config"]).get_config() == opt.get_config()
 
 
+def test_repr_config_and_signature_follow_the_constructor():
+    opt = opt_mod.AdamW(0.01, amsgrad=True, clipnorm=1, check_finite=True)
+    assert repr(opt) == (
+        "AdamW(learning_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-08, amsgrad=True, "
+        "weight_decay=0.01, clipnorm=1.0, clipvalue=None)"
+    )
+    assert list(opt.get_config()["config"]) == [
+        *("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay"),
+        *("clipnorm", "clipvalue", "check_finite", "inplace"),
+    ]
+    with pytest.raises(TypeError):
+        opt_mod.SGD(0.1, 0.9, False, 0.0, 1.0)  # the options are keyword-only
+    schedule = opt_mod.StepDecay(0.1, 3)
+    assert repr(schedule) == "StepDecay(initial_learning_rate=0.1, step_size=3, gamma=0.1)"
+    assert schedule == opt_mod.StepDecay(0.1, 3) != opt_mod.StepDecay(0.1, 4)
+
+
 def test_get_rejects_unknown_names():
     with pytest.raises(ValueError, match=r"unknown optimizer 'adamax'.*'adagrad', 'adam'"):
         opt_mod.get("adamax")

@@ -25,7 +25,7 @@ from .schedules import (
 )
 from .sgd import SGD
 
-_ALIASES = {name.lower(): cls for name, cls in OPTIMIZERS.items() if name != "Optimizer"}
+_ALIASES = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
 
 
 def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
@@ -36,12 +36,7 @@ def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, str):
-        try:
-            return _ALIASES[identifier.lower()]()
-        except KeyError:
-            raise ValueError(
-                f"unknown optimizer {identifier!r}; valid names are {sorted(_ALIASES)}"
-            ) from None
+        return _named(identifier)()
     raise TypeError(
         "expected an optimizer name, instance or config dict. "
         f"Received: {type(identifier).__name__} {identifier!r}"
@@ -59,11 +54,17 @@ def deserialize(config: dict[str, Any]) -> Optimizer:
         raise ValueError(
             f"an optimizer config needs 'class_name' and 'config'. Received: {config!r}"
         )
-    name = config["class_name"]
-    cls = OPTIMIZERS.get(name) or _ALIASES.get(str(name).lower())
-    if cls is None or cls is Optimizer:
-        raise ValueError(f"unknown optimizer {name!r}; valid names are {sorted(_ALIASES)}")
-    return cls.from_config(dict(config.get("config", {})))
+    return _named(config["class_name"]).from_config(dict(config.get("config", {})))
+
+
+def _named(name: Any) -> type[Optimizer]:
+    """The optimizer class called ``name`` (any case)."""
+    try:
+        return _ALIASES[str(name).lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown optimizer {name!r}; valid names are {sorted(_ALIASES)}"
+        ) from None
 
 
 __all__ = [

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from portable_nn.validation import non_negative
 
 from .base import Optimizer, Pure
+from .hyper import hyper
 
 
+@dataclass(eq=False, repr=False)
 class Adagrad(Optimizer):
     """Adagrad (Duchi, Hazan & Singer 2011, JMLR 12, "Adaptive Subgradient Methods for Online
     Learning and Stochastic Optimization", https://jmlr.org/papers/v12/duchi11a.html), same
@@ -22,24 +25,11 @@ class Adagrad(Optimizer):
     Slot: ``sum`` (torch's name).
     """
 
-    _hyper_keys = ("epsilon", "initial_accumulator_value", "weight_decay", "lr_decay")
-
-    def __init__(
-        self,
-        learning_rate: Any = 0.01,
-        epsilon: float = 1e-10,
-        initial_accumulator_value: float = 0.0,
-        weight_decay: float = 0.0,
-        lr_decay: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        self.epsilon = non_negative("epsilon", epsilon)
-        self.initial_accumulator_value = non_negative(
-            "initial_accumulator_value", initial_accumulator_value
-        )
-        self.weight_decay = non_negative("weight_decay", weight_decay)
-        self.lr_decay = non_negative("lr_decay", lr_decay)
-        super().__init__(learning_rate, **kwargs)
+    learning_rate: Any = 0.01
+    epsilon: float = hyper(non_negative, 1e-10)
+    initial_accumulator_value: float = hyper(non_negative, 0.0)
+    weight_decay: float = hyper(non_negative, 0.0)
+    lr_decay: float = hyper(non_negative, 0.0)
 
     def _slots(self) -> tuple[str, ...]:
         return ("sum",)

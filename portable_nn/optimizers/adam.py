@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from portable_nn.validation import flag, fraction, non_negative
 
 from .base import Optimizer, Pure
+from .hyper import hyper
 
 
+@dataclass(eq=False, repr=False)
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015, https://arxiv.org/abs/1412.6980), as ``torch.optim.Adam``.
 
@@ -34,25 +37,13 @@ class Adam(Optimizer):
     torch names them.
     """
 
-    _hyper_keys = ("beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay")
-    _decoupled = False
-
-    def __init__(
-        self,
-        learning_rate: Any = 0.001,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        amsgrad: bool = False,
-        weight_decay: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        self.beta_1 = fraction("beta_1", beta_1)
-        self.beta_2 = fraction("beta_2", beta_2)
-        self.epsilon = non_negative("epsilon", epsilon)
-        self.amsgrad = flag("amsgrad", amsgrad)
-        self.weight_decay = non_negative("weight_decay", weight_decay)
-        super().__init__(learning_rate, **kwargs)
+    learning_rate: Any = 0.001
+    beta_1: float = hyper(fraction, 0.9)
+    beta_2: float = hyper(fraction, 0.999)
+    epsilon: float = hyper(non_negative, 1e-8)
+    amsgrad: bool = hyper(flag, False)
+    weight_decay: float = hyper(non_negative, 0.0)
+    _decoupled = False  # a class attribute, not a field
 
     def _slots(self) -> tuple[str, ...]:
         slots = ("exp_avg", "exp_avg_sq")
@@ -82,6 +73,7 @@ class Adam(Optimizer):
         return w.sub(p, w.mul(m / w.add(xp.sqrt(v), eps_hat), step_size))
 
 
+@dataclass(eq=False, repr=False)
 class AdamW(Adam):
     """AdamW (Loshchilov & Hutter 2019, https://arxiv.org/abs/1711.05101), as
     ``torch.optim.AdamW``: Adam without the L2 term, plus the decoupled decay
@@ -89,16 +81,5 @@ class AdamW(Adam):
     ``weight_decay=0.01`` (torch's).
     """
 
+    weight_decay: float = hyper(non_negative, 0.01)
     _decoupled = True
-
-    def __init__(
-        self,
-        learning_rate: Any = 0.001,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        amsgrad: bool = False,
-        weight_decay: float = 0.01,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, **kwargs)

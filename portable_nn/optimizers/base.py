@@ -13,13 +13,15 @@ allows it, new arrays otherwise, with bitwise-equal results.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from dataclasses import KW_ONLY, dataclass
+from typing import Any
 
 from portable_nn.backend import backend_name_of, namespace_of
 from portable_nn.validation import flag, format_shape, positive, require_dtype
 
 from . import clipping
 from .fused import FlatState
+from .hyper import Hyper, hyper, optional
 from .serialization import SerializationMixin, key_mismatch
 from .writers import InPlace, Pure, writer_for
 
@@ -31,8 +33,10 @@ class NonFiniteGradientError(FloatingPointError, ValueError):
     """A gradient holds NaN or inf (raised only with ``check_finite=True``)."""
 
 
-class Optimizer(SerializationMixin):
-    """Base class. Subclasses define slots, per-step constants and ``_update``.
+@dataclass(eq=False, repr=False)
+class Optimizer(SerializationMixin, Hyper):
+    """Base class: a dataclass of hyper-parameters (``hyper.py``). Subclasses add theirs as
+    fields and define slots, per-step constants and ``_update``.
 
     Parameters
     ----------
@@ -45,34 +49,26 @@ class Optimizer(SerializationMixin):
     inplace : let :meth:`step` update writeable arrays in place (same results, fewer copies).
     """
 
-    _hyper_keys: ClassVar[tuple[str, ...]] = ()
+    learning_rate: float | Callable[[int], float]
+    _: KW_ONLY
+    clipnorm: float | None = hyper(optional(positive), None)
+    clipvalue: float | None = hyper(optional(positive), None)
+    check_finite: bool = hyper(flag, False, repr=False)
+    inplace: bool = hyper(flag, True, repr=False)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         OPTIMIZERS[cls.__name__] = cls
 
-    def __init__(
-        self,
-        learning_rate: float | Callable[[int], float],
-        *,
-        clipnorm: float | None = None,
-        clipvalue: float | None = None,
-        check_finite: bool = False,
-        inplace: bool = True,
-    ) -> None:
-        if callable(learning_rate):
-            self.learning_rate: float | Callable[[int], float] = learning_rate
-        else:
-            self.learning_rate = positive("learning_rate", learning_rate)
-        self.clipnorm = None if clipnorm is None else positive("clipnorm", clipnorm)
-        self.clipvalue = None if clipvalue is None else positive("clipvalue", clipvalue)
+    def __post_init__(self) -> None:
+        if not callable(self.learning_rate):
+            self.learning_rate = positive("learning_rate", self.learning_rate)
+        super().__post_init__()  # every other field's check
         if self.clipnorm is not None and self.clipvalue is not None:
             raise ValueError(
                 "set at most one of clipnorm and clipvalue (as Keras). Received: "
-                f"clipnorm={clipnorm!r}, clipvalue={clipvalue!r}"
+                f"clipnorm={self.clipnorm!r}, clipvalue={self.clipvalue!r}"
             )
-        self.check_finite = flag("check_finite", check_finite)
-        self.inplace = flag("inplace", inplace)
         self.slot_names: tuple[str, ...] = self._slots()
         self.reset()
 
@@ -131,8 +127,10 @@ class Optimizer(SerializationMixin):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """``update`` after the checks, with the writer chosen; with ``flat`` (in place only)
         one update runs on the flat buffers that every parameter and slot is a view of."""
-        if work and (self.check_finite or self.clipnorm or self.clipvalue):
-            work = self._transform(work)
+        if work and self.check_finite:
+            self._check_finite(work)
+        if work and (self.clipnorm or self.clipvalue):
+            work = self._clip(work)
         if flat is not None:
             work = [("", flat.params, flat.gradients([g for _, _, g, _ in work]), flat.slots)]
         step = state["step"] + 1
@@ -148,16 +146,18 @@ class Optimizer(SerializationMixin):
     def _apply_rule(
         self, params: Params, grads: Params, slots: Mapping[str, dict], c: tuple
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The update rule alone, pure: ``(new_params, new_slots)`` keyed like ``params``.
+        """Clipping and the update rule, pure: ``(new_params, new_slots)`` keyed like ``params``.
 
-        ``c = self._constants(step, self.learning_rate_at(step - 1))``; ``slots`` maps each
-        parameter name to its slot dict (a whole state works: ``"step"`` is not read). No checks,
-        clipping or step count: this is the seam a compiled train step (``jax.jit``) calls, with
-        ``c`` traced as 0-d arrays of the parameters' dtype or as Python floats (JAX traces them
-        as weakly typed scalars). ``_update`` branches only on hyper-parameters fixed at
-        construction, never on the values in ``c``.
+        The seam a compiled train step (``jax.jit``) calls: no checks, no ``check_finite`` (a
+        host sync), no step count. ``c = self._constants(step, self.learning_rate_at(step - 1))``
+        may be traced, as 0-d arrays of the parameters' dtype or as Python floats (JAX traces
+        those as weakly typed scalars): ``_update`` branches only on hyper-parameters fixed at
+        construction. ``slots``: parameter name -> slot dict (a state's ``"step"`` is not read).
         """
-        return self._pure([(n, p, grads[n], slots[n]) for n, p in params.items()], c, {})
+        work = [(n, p, grads[n], slots[n]) for n, p in params.items()]
+        if work and (self.clipnorm or self.clipvalue):
+            work = self._clip(work)
+        return self._pure(work, c, {})
 
     def _pure(self, work: list[tuple], c: tuple, new_state: dict) -> tuple[dict, dict[str, Any]]:
         """``_update`` with the pure writer over ``work``; new slot dicts go into ``new_state``."""
@@ -186,20 +186,20 @@ class Optimizer(SerializationMixin):
                 return [(n, p, _checked_gradient(n, p, g, s), s) for n, p, g, s in work]
         return work
 
-    def _transform(self, work: list[tuple]) -> list[tuple]:
-        """Finite check and clipping (new gradient arrays; the caller's are untouched)."""
+    def _check_finite(self, work: list[tuple]) -> None:
+        """Raise naming the parameters whose gradient has NaN/inf (one sync when all are finite)."""
         xp = namespace_of(work[0][1])
-        grads = {name: g for name, _, g, _ in work}
-        if self.check_finite:
-            flags = {name: xp.all(xp.isfinite(g)) for name, g in grads.items()}
-            if not bool(xp.all(xp.stack(list(flags.values())))):  # one sync when all are finite
-                bad = [name for name, ok in flags.items() if not bool(ok)]
-                raise NonFiniteGradientError(
-                    f"non-finite (NaN or inf) gradient for parameters {bad}"
-                )
+        flags = {name: xp.all(xp.isfinite(g)) for name, _, g, _ in work}
+        if not bool(xp.all(xp.stack(list(flags.values())))):
+            bad = [name for name, ok in flags.items() if not bool(ok)]
+            raise NonFiniteGradientError(f"non-finite (NaN or inf) gradient for parameters {bad}")
+
+    def _clip(self, work: list[tuple]) -> list[tuple]:
+        """``work`` with clipped gradients (new arrays; the caller's are untouched)."""
+        xp, grads = namespace_of(work[0][1]), {name: g for name, _, g, _ in work}
         if self.clipnorm is not None:
             grads = clipping.clip_by_global_norm(grads, self.clipnorm, xp)
-        elif self.clipvalue is not None:
+        else:
             grads = clipping.clip_by_value(grads, self.clipvalue, xp)
         return [(name, p, grads[name], s) for name, p, _, s in work]
 
@@ -266,8 +266,7 @@ class Optimizer(SerializationMixin):
         return flat
 
     def __repr__(self) -> str:
-        keys = ("learning_rate", *self._hyper_keys, "clipnorm", "clipvalue")
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
+        args = ", ".join(f"{k}={v!r}" for k, v in self._values(shown=True).items())
         return f"{type(self).__name__}({args})"
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from portable_nn.validation import flag, fraction, non_negative
 
 from .base import Optimizer, Pure
+from .hyper import hyper
 
 
+@dataclass(eq=False, repr=False)
 class RMSprop(Optimizer):
     """RMSprop (Tieleman & Hinton 2012, Coursera "Neural Networks for Machine Learning",
     lecture 6.5, https://www.cs.toronto.edu/~tijmen/csc321/slides/lecture_slides_lec6.pdf),
@@ -24,24 +27,12 @@ class RMSprop(Optimizer):
     Slots: ``square_avg``, ``grad_avg`` (centered), ``momentum_buffer`` (momentum > 0).
     """
 
-    _hyper_keys = ("rho", "momentum", "epsilon", "centered", "weight_decay")
-
-    def __init__(
-        self,
-        learning_rate: Any = 0.01,
-        rho: float = 0.99,
-        momentum: float = 0.0,
-        epsilon: float = 1e-8,
-        centered: bool = False,
-        weight_decay: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        self.rho = fraction("rho", rho)
-        self.momentum = fraction("momentum", momentum)
-        self.epsilon = non_negative("epsilon", epsilon)
-        self.centered = flag("centered", centered)
-        self.weight_decay = non_negative("weight_decay", weight_decay)
-        super().__init__(learning_rate, **kwargs)
+    learning_rate: Any = 0.01
+    rho: float = hyper(fraction, 0.99)
+    momentum: float = hyper(fraction, 0.0)
+    epsilon: float = hyper(non_negative, 1e-8)
+    centered: bool = hyper(flag, False)
+    weight_decay: float = hyper(non_negative, 0.0)
 
     def _slots(self) -> tuple[str, ...]:
         slots = ("square_avg",)

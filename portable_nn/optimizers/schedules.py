@@ -2,14 +2,17 @@
 
 Every schedule returns a Python float (no arrays, no device sync) and round-trips through
 ``get_config()`` / ``from_config(config)`` (plain hyper-parameters, as in Keras) or
-``serialize`` / ``deserialize`` (``{"class_name": ..., "config": ...}``).
+``serialize`` / ``deserialize`` (``{"class_name": ..., "config": ...}``). Schedules are
+dataclasses of checked hyper-parameters (``hyper.py``), equal when of one class with equal
+hyper-parameters.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from portable_nn.validation import (
     flag,
@@ -20,13 +23,14 @@ from portable_nn.validation import (
     real_number,
 )
 
+from .hyper import Hyper, hyper, optional
+
 SCHEDULES: dict[str, type[LearningRateSchedule]] = {}
 
 
-class LearningRateSchedule:
+@dataclass
+class LearningRateSchedule(Hyper):
     """Base class: a callable from the number of updates already done to a learning rate."""
-
-    _config_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -40,24 +44,8 @@ class LearningRateSchedule:
     def _value(self, step: int) -> float:
         raise NotImplementedError
 
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments as a JSON-friendly dict."""
-        return {key: getattr(self, key) for key in self._config_keys}
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> LearningRateSchedule:
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    __hash__ = None  # type: ignore[assignment]
-
-
+@dataclass
 class ExponentialDecay(LearningRateSchedule):
     """``lr(step) = initial_learning_rate * decay_rate ** (step / decay_steps)`` (Keras).
 
@@ -65,19 +53,10 @@ class ExponentialDecay(LearningRateSchedule):
     gives ``torch.optim.lr_scheduler.ExponentialLR(gamma=decay_rate)`` stepped once per update.
     """
 
-    _config_keys = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase")
-
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        decay_steps: int,
-        decay_rate: float,
-        staircase: bool = False,
-    ) -> None:
-        self.initial_learning_rate = positive("initial_learning_rate", initial_learning_rate)
-        self.decay_steps = positive_int("decay_steps", decay_steps)
-        self.decay_rate = positive("decay_rate", decay_rate)
-        self.staircase = flag("staircase", staircase)
+    initial_learning_rate: float = hyper(positive)
+    decay_steps: int = hyper(positive_int)
+    decay_rate: float = hyper(positive)
+    staircase: bool = hyper(flag, False)
 
     def _value(self, step: int) -> float:
         exponent = step / self.decay_steps
@@ -86,20 +65,19 @@ class ExponentialDecay(LearningRateSchedule):
         return self.initial_learning_rate * self.decay_rate**exponent
 
 
+@dataclass
 class StepDecay(LearningRateSchedule):
     """``lr(step) = initial_learning_rate * gamma ** (step // step_size)`` (torch ``StepLR``)."""
 
-    _config_keys = ("initial_learning_rate", "step_size", "gamma")
-
-    def __init__(self, initial_learning_rate: float, step_size: int, gamma: float = 0.1) -> None:
-        self.initial_learning_rate = positive("initial_learning_rate", initial_learning_rate)
-        self.step_size = positive_int("step_size", step_size)
-        self.gamma = positive("gamma", gamma)
+    initial_learning_rate: float = hyper(positive)
+    step_size: int = hyper(positive_int)
+    gamma: float = hyper(positive, 0.1)
 
     def _value(self, step: int) -> float:
         return self.initial_learning_rate * self.gamma ** (int(step) // self.step_size)
 
 
+@dataclass
 class CosineDecay(LearningRateSchedule):
     """Cosine decay with optional linear warmup, as Keras 3 ``CosineDecay``.
 
@@ -115,33 +93,18 @@ class CosineDecay(LearningRateSchedule):
     Loshchilov & Hutter 2017, SGDR, https://arxiv.org/abs/1608.03983.
     """
 
-    _config_keys = (
-        "initial_learning_rate",
-        "decay_steps",
-        "alpha",
-        "warmup_steps",
-        "warmup_target",
-    )
+    initial_learning_rate: float = hyper(non_negative)
+    decay_steps: int = hyper(positive_int)
+    alpha: float = hyper(lambda name, value: real_number(name, value, 0.0, 1.0), 0.0)
+    warmup_steps: int = hyper(non_negative_int, 0)
+    warmup_target: float | None = hyper(optional(positive), None)
 
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        decay_steps: int,
-        alpha: float = 0.0,
-        warmup_steps: int = 0,
-        warmup_target: float | None = None,
-    ) -> None:
-        self.initial_learning_rate = non_negative("initial_learning_rate", initial_learning_rate)
-        self.decay_steps = positive_int("decay_steps", decay_steps)
-        self.alpha = real_number("alpha", alpha, 0.0, 1.0)
-        self.warmup_steps = non_negative_int("warmup_steps", warmup_steps)
-        self.warmup_target = (
-            None if warmup_target is None else positive("warmup_target", warmup_target)
-        )
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.warmup_target is None and self.initial_learning_rate == 0.0:
             raise ValueError(
                 "initial_learning_rate must be > 0 without warmup_target. "
-                f"Received: initial_learning_rate={initial_learning_rate!r}"
+                f"Received: initial_learning_rate={self.initial_learning_rate!r}"
             )
 
     def _decay(self, step: float, peak: float) -> float:
@@ -158,6 +121,12 @@ class CosineDecay(LearningRateSchedule):
         return self._decay(step - self.warmup_steps, self.warmup_target)
 
 
+def _each(check: Any) -> Any:
+    """``check`` on every entry of a list, each named ``name[i]``."""
+    return lambda name, values: [check(f"{name}[{i}]", v) for i, v in enumerate(values)]
+
+
+@dataclass
 class PiecewiseConstant(LearningRateSchedule):
     """``values[i]`` for ``boundaries[i-1] < step <= boundaries[i]`` (Keras semantics).
 
@@ -165,20 +134,20 @@ class PiecewiseConstant(LearningRateSchedule):
     ``step <= boundaries[0]``, ``values[-1]`` once ``step > boundaries[-1]``.
     """
 
-    _config_keys = ("boundaries", "values")
+    boundaries: list[int] = hyper(_each(non_negative_int))
+    values: list[float] = hyper(_each(positive))
 
-    def __init__(self, boundaries: list[int], values: list[float]) -> None:
-        self.boundaries = [
-            non_negative_int(f"boundaries[{i}]", b) for i, b in enumerate(boundaries)
-        ]
-        self.values = [positive(f"values[{i}]", v) for i, v in enumerate(values)]
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if len(self.values) != len(self.boundaries) + 1:
             raise ValueError(
                 "values must have one more entry than boundaries. Received: "
                 f"{len(self.boundaries)} boundaries and {len(self.values)} values"
             )
         if any(b >= c for b, c in zip(self.boundaries, self.boundaries[1:])):
-            raise ValueError(f"boundaries must be increasing. Received: boundaries={boundaries!r}")
+            raise ValueError(
+                f"boundaries must be increasing. Received: boundaries={self.boundaries!r}"
+            )
 
     def _value(self, step: int) -> float:
         return self.values[bisect.bisect_left(self.boundaries, step)]

@@ -21,7 +21,6 @@ from . import schedules
 class SerializationMixin:
     """``state_dict``/``load_state_dict`` and ``get_config``/``from_config``."""
 
-    _hyper_keys: tuple[str, ...]
     slot_names: tuple[str, ...]
     _state: dict[str, Any] | None
     _unchecked: bool
@@ -52,17 +51,15 @@ class SerializationMixin:
 
     def get_config(self) -> dict[str, Any]:
         """``{"class_name": ..., "config": {hyper-parameters}}`` (JSON-friendly)."""
-        lr = self.learning_rate  # type: ignore[attr-defined]
+        config = self._values()  # type: ignore[attr-defined]
+        lr = config["learning_rate"]
         if isinstance(lr, schedules.LearningRateSchedule):
-            lr = schedules.serialize(lr)
+            config["learning_rate"] = schedules.serialize(lr)
         elif not isinstance(lr, float):
             raise TypeError(
                 "learning_rate is a plain callable and cannot be serialised; "
                 "use a pnn.optimizers.schedules.LearningRateSchedule"
             )
-        config = {"learning_rate": lr, **{k: getattr(self, k) for k in self._hyper_keys}}
-        for key in ("clipnorm", "clipvalue", "check_finite", "inplace"):
-            config[key] = getattr(self, key)
         return {"class_name": type(self).__name__, "config": config}
 
     @classmethod

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from portable_nn.validation import flag, fraction, non_negative
 
 from .base import Optimizer, Pure
+from .hyper import hyper
 
 
+@dataclass(eq=False, repr=False)
 class SGD(Optimizer):
     """SGD, same semantics and defaults as ``torch.optim.SGD`` with ``dampening=0``.
 
@@ -25,22 +28,17 @@ class SGD(Optimizer):
     Slots: ``momentum_buffer`` (only when ``momentum > 0``).
     """
 
-    _hyper_keys = ("momentum", "nesterov", "weight_decay")
+    learning_rate: Any = 0.01
+    momentum: float = hyper(fraction, 0.0)
+    nesterov: bool = hyper(flag, False)
+    weight_decay: float = hyper(non_negative, 0.0)
 
-    def __init__(
-        self,
-        learning_rate: Any = 0.01,
-        momentum: float = 0.0,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        self.momentum = fraction("momentum", momentum)
-        self.nesterov = flag("nesterov", nesterov)
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.nesterov and self.momentum == 0.0:
-            raise ValueError(f"nesterov=True needs momentum > 0. Received: momentum={momentum!r}")
-        self.weight_decay = non_negative("weight_decay", weight_decay)
-        super().__init__(learning_rate, **kwargs)
+            raise ValueError(
+                f"nesterov=True needs momentum > 0. Received: momentum={self.momentum!r}"
+            )
 
     def _slots(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.momentum else ()
