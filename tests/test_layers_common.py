@@ -127,3 +127,13 @@ def test_inference_call_equals_forward_eval(backend: Any, name: str) -> None:
     x = backend.asarray(_x((4, 6)), "float32")
     y_eval, _ = layer.forward(x, training=False)
     np.testing.assert_array_equal(backend.to_numpy(layer(x)), backend.to_numpy(y_eval))
+
+
+def test_repr_shows_the_arguments_that_are_not_defaults() -> None:
+    assert repr(L.Dense(4, "relu", name="d")) == "Dense(units=4, activation='relu', name='d')"
+    assert repr(L.Dropout(0.5, seed=3, name="p")) == "Dropout(rate=0.5, seed=3, name='p')"
+    assert repr(L.Activation("tanh", name="t")) == "Activation(activation='tanh', name='t')"
+    assert repr(L.LeakyReLU(name="a")) == "LeakyReLU(name='a')"  # alpha=0.01: the default
+    assert repr(L.Softmax(axis=0, name="s")) == "Softmax(axis=0, name='s')"
+    assert repr(L.Reshape((2, -1), name="r")) == "Reshape(target_shape=[2, -1], name='r')"
+    assert repr(L.Flatten(input_shape=(2, 3), name="f")) == "Flatten(name='f')"

@@ -17,7 +17,7 @@ alone over the whole line (half the work; 5e-12 relative error where it matters,
 
 Where the library behind ``x``'s namespace has its own erf/erfc (torch.special,
 jax.scipy.special, cupyx.scipy.special, scipy.special for NumPy; see
-:func:`portable_nn.backend.native`), every public function here calls it instead: one fused kernel
+:func:`portable_nn.backend.native`), erf, erfc and the normal CDFs call it instead: one fused kernel
 rather than ~25 elementwise ones on a GPU. ``portable=True`` forces Cody's code, the reference the
 tests compare the native kernels with (float64: ~1e-15 relative; float32: ~1e-6).
 """
@@ -128,7 +128,6 @@ def erf(x: Any, *, portable: bool = False) -> Any:
     """The error function ``erf(x) = 2/sqrt(pi) * integral_0^x exp(-u^2) du``.
 
     Same shape, namespace, device and dtype as ``x``; absolute error <= 2.3e-16 in float64.
-    The namespace's own kernel when it has one, else (or with ``portable``) Cody's (see module).
     """
     kernel = _native(x, "erf", portable)
     if kernel is not None:
@@ -140,8 +139,7 @@ def erf(x: Any, *, portable: bool = False) -> Any:
 
 
 def erfc(x: Any, *, portable: bool = False) -> Any:
-    """The complementary error function ``1 - erf(x)``, accurate in relative terms for x > 0
-    (native kernel or Cody's, as :func:`erf`)."""
+    """The complementary error function ``1 - erf(x)``, accurate in relative terms for x > 0."""
     kernel = _native(x, "erfc", portable)
     if kernel is not None:
         return kernel(x)
@@ -152,8 +150,7 @@ def erfc(x: Any, *, portable: bool = False) -> Any:
 
 def normal_cdf(x: Any, *, portable: bool = False) -> Any:
     """Phi(x) = P(N(0,1) <= x) = erfc(-x / sqrt 2) / 2, accurate in relative terms for x << 0
-    too (float64: <= 5e-13, erfc's error plus the rounding of x / sqrt 2). Native erfc or
-    Cody's, as :func:`erf`."""
+    too (float64: <= 5e-13, erfc's error plus the rounding of x / sqrt 2)."""
     kernel = _native(x, "erfc", portable)
     if kernel is not None:
         return 0.5 * kernel(-(x * _INV_SQRT2))  # the argument rounds as in the portable path

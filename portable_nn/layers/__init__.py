@@ -7,25 +7,15 @@ from typing import Any
 
 from portable_nn import functional as _functional
 
-from .activation import (
-    ELU,
-    GELU,
-    SELU,
-    Activation,
-    LeakyReLU,
-    LogSoftmax,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    Softplus,
-    Swish,
-    Tanh,
-)
+# Each module's __all__ is the single list of its public names; this package re-exports them.
+from . import activation, dense, dropout, normalization, reshape
+from .activation import *  # noqa: F403
+from .activation import Activation
 from .base import LAYER_REGISTRY, Layer, layer_from_config, registered_layers
-from .dense import Dense
-from .dropout import Dropout
-from .normalization import BatchNormalization, LayerNormalization
-from .reshape import Flatten, Reshape
+from .dense import *  # noqa: F403
+from .dropout import *  # noqa: F403
+from .normalization import *  # noqa: F403
+from .reshape import *  # noqa: F403
 
 
 def get(identifier: str | dict[str, Any] | Layer) -> Layer:
@@ -63,26 +53,6 @@ def get(identifier: str | dict[str, Any] | Layer) -> Layer:
     )
 
 
-__all__ = [
-    "ELU",
-    "GELU",
-    "SELU",
-    "Activation",
-    "BatchNormalization",
-    "Dense",
-    "Dropout",
-    "Flatten",
-    "LayerNormalization",
-    "LeakyReLU",
-    "LogSoftmax",
-    "ReLU",
-    "Reshape",
-    "Sigmoid",
-    "Softmax",
-    "Softplus",
-    "Swish",
-    "Tanh",
-    "Layer",
-    "get",
-    "layer_from_config",
-]
+_MODULES = (activation, dense, dropout, normalization, reshape)
+__all__ = ["Layer", "get", "layer_from_config"]  # and each module's layer classes (not caches)
+__all__ += sorted(name for m in _MODULES for name in m.__all__ if not name.endswith("Cache"))

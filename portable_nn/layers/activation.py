@@ -10,14 +10,26 @@ LogSoftmax act along ``axis`` (the last by default).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from portable_nn import functional as F
-from portable_nn.backend import has_dtype
-from portable_nn.validation import real_number, require_dtype, require_shape
+from portable_nn.validation import real_number
 
 from .base import Layer, Shape
+
+
+def bind(activation: str | None, **options: Any) -> tuple[str, Callable | None, Callable, bool]:
+    """``(name, f, grad, saves_output)`` for a layer applying ``activation`` with ``options``
+    (alpha, axis): ``f`` is None for linear (``y = x``); ``grad(saved, dy)`` takes ``y`` when
+    ``saves_output`` (f' written in y), else ``x``. A bad name raises as ``F.rule``."""
+    f, grad, grad_from_output = F.rule(activation)
+    grad = grad_from_output or grad
+    if options:
+        f, grad = partial(f, **options), partial(grad, **options)
+    name = "linear" if activation is None else activation.lower()
+    return name, (None if f is F.linear else f), grad, grad_from_output is not None
 
 
 class ActivationCache(NamedTuple):
@@ -34,26 +46,21 @@ class Activation(Layer):
     input_shape, name : see :class:`Layer`.
     """
 
+    _options: ClassVar[tuple[str, ...]] = ()  # attributes passed to f and its grad (alpha, axis)
+
     def __init__(
         self, activation: str | None, *, input_shape: Shape | None = None, name: str | None = None
     ) -> None:
-        f, grad, grad_from_output = F.rule(activation)  # checks the name
-        self.activation = "linear" if activation is None else activation.lower()
-        self._saves_output = grad_from_output is not None  # then backward takes y, not x
-        grad = grad_from_output or grad
-        options = self.options()  # alpha, axis: bound once
-        if options:
-            f, grad = partial(f, **options), partial(grad, **options)
-        self._f, self._grad = (None if f is F.linear else f), grad  # None: y = x
+        self.activation, self._f, self._grad, self._saves_output = bind(
+            activation, **self.options()
+        )
         super().__init__(input_shape=input_shape, name=name)
 
     def options(self) -> dict[str, Any]:
         """Extra keyword arguments of the activation function (alpha, axis)."""
-        return {}
+        return {key: getattr(self, key) for key in self._options}
 
     def forward(self, x: Any, training: bool = False) -> tuple[Any, ActivationCache]:
-        if not has_dtype(x, "real floating"):
-            require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
         self.ensure_built(x)
         if self._f is None:
             return x, ActivationCache(None, tuple(x.shape))  # y = x: nothing to save
@@ -61,134 +68,118 @@ class Activation(Layer):
         return y, ActivationCache(y if self._saves_output else x, tuple(x.shape))
 
     def backward(self, dy: Any, cache: ActivationCache) -> tuple[Any, dict[str, Any]]:
-        if dy.shape != cache.shape:
-            require_shape(f"{self.name}: upstream gradient dy", dy, cache.shape)
+        self.check_gradient(dy, cache.shape)
         if self._f is None:
             return dy, {}  # dL/dx = dy
         return self._grad(cache.saved, dy), {}  # dL/dx = f'(x) * dy (softmax: a JVP)
 
-    def _named_by_argument(self) -> bool:
-        """Whether the constructor takes ``activation`` (ReLU, Softmax, ... fix theirs)."""
-        return "activation" in inspect.signature(type(self)).parameters
-
     def get_config(self) -> dict[str, Any]:
         config = {**super().get_config(), **self.options()}
-        if self._named_by_argument():
+        if "activation" in inspect.signature(type(self)).parameters:  # ReLU, ... fix theirs
             config["activation"] = self.activation
         return config
 
-    def __repr__(self) -> str:
-        args = [f"{k}={v!r}" for k, v in self.options().items()]
-        if self._named_by_argument():
-            args.insert(0, repr(self.activation))
-        return f"{type(self).__name__}({', '.join([*args, f'name={self.name!r}'])})"
+
+class _Fixed(Activation):
+    """A layer for the one activation named by its class's ``function``; subclasses with options
+    set them (the attributes named in ``_options``) before calling this constructor."""
+
+    function: ClassVar[str]
+
+    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
+        super().__init__(self.function, input_shape=input_shape, name=name)
 
 
-class ReLU(Activation):
+class ReLU(_Fixed):
     """``y = max(x, 0)``."""
 
-    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
-        super().__init__("relu", input_shape=input_shape, name=name)
+    function = "relu"
 
 
-class Sigmoid(Activation):
+class Sigmoid(_Fixed):
     """``y = 1 / (1 + exp(-x))``."""
 
-    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
-        super().__init__("sigmoid", input_shape=input_shape, name=name)
+    function = "sigmoid"
 
 
-class Tanh(Activation):
+class Tanh(_Fixed):
     """``y = tanh(x)``."""
 
-    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
-        super().__init__("tanh", input_shape=input_shape, name=name)
+    function = "tanh"
 
 
-class SELU(Activation):
+class SELU(_Fixed):
     """``y = scale * (x if x > 0 else alpha * (exp(x) - 1))``, Klambauer et al. (2017)."""
 
-    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
-        super().__init__("selu", input_shape=input_shape, name=name)
+    function = "selu"
 
 
-class Swish(Activation):
+class Swish(_Fixed):
     """``y = x * sigmoid(x)`` (SiLU)."""
 
-    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
-        super().__init__("swish", input_shape=input_shape, name=name)
+    function = "swish"
 
 
-class GELU(Activation):
+class GELU(_Fixed):
     """``y = x * Phi(x)``, the exact (erf) form, as ``torch.nn.GELU()``."""
 
-    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
-        super().__init__("gelu", input_shape=input_shape, name=name)
+    function = "gelu"
 
 
-class Softplus(Activation):
+class Softplus(_Fixed):
     """``y = log(1 + exp(x))``."""
 
-    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
-        super().__init__("softplus", input_shape=input_shape, name=name)
+    function = "softplus"
 
 
-class LeakyReLU(Activation):
+class LeakyReLU(_Fixed):
     """``y = x if x > 0 else alpha * x``."""
+
+    function, _options = "leaky_relu", ("alpha",)
 
     def __init__(
         self, alpha: float = 0.01, *, input_shape: Shape | None = None, name: str | None = None
     ) -> None:
         self.alpha = real_number("alpha", alpha)
-        super().__init__("leaky_relu", input_shape=input_shape, name=name)
-
-    def options(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
+        super().__init__(input_shape=input_shape, name=name)
 
 
-class ELU(Activation):
+class ELU(_Fixed):
     """``y = x if x > 0 else alpha * (exp(x) - 1)``."""
+
+    function, _options = "elu", ("alpha",)
 
     def __init__(
         self, alpha: float = 1.0, *, input_shape: Shape | None = None, name: str | None = None
     ) -> None:
         self.alpha = real_number("alpha", alpha)
-        super().__init__("elu", input_shape=input_shape, name=name)
-
-    def options(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
+        super().__init__(input_shape=input_shape, name=name)
 
 
-class Softmax(Activation):
+class _AlongAxis(_Fixed):
+    """Softmax and LogSoftmax: ``axis`` (an int) is the axis they act along."""
+
+    _options = ("axis",)
+
+    def __init__(
+        self, axis: int = -1, *, input_shape: Shape | None = None, name: str | None = None
+    ) -> None:
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise TypeError(f"axis must be an int. Received: axis={axis!r}")
+        self.axis = axis
+        super().__init__(input_shape=input_shape, name=name)
+
+
+class Softmax(_AlongAxis):
     """``y = exp(x - m) / sum(exp(x - m))`` along ``axis`` (m the maximum along it)."""
 
-    def __init__(
-        self, axis: int = -1, *, input_shape: Shape | None = None, name: str | None = None
-    ) -> None:
-        self.axis = _axis(axis)
-        super().__init__("softmax", input_shape=input_shape, name=name)
-
-    def options(self) -> dict[str, Any]:
-        return {"axis": self.axis}
+    function = "softmax"
 
 
-class LogSoftmax(Activation):
+class LogSoftmax(_AlongAxis):
     """``y = x - m - log(sum(exp(x - m)))`` along ``axis``."""
 
-    def __init__(
-        self, axis: int = -1, *, input_shape: Shape | None = None, name: str | None = None
-    ) -> None:
-        self.axis = _axis(axis)
-        super().__init__("log_softmax", input_shape=input_shape, name=name)
-
-    def options(self) -> dict[str, Any]:
-        return {"axis": self.axis}
-
-
-def _axis(axis: Any) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise TypeError(f"axis must be an int. Received: axis={axis!r}")
-    return axis
+    function = "log_softmax"
 
 
 __all__ = [

@@ -22,11 +22,12 @@ or up front when ``input_shape`` is given, on the active backend's device and dt
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from typing import Any, ClassVar
 
-from portable_nn.backend import namespace_and_device
-from portable_nn.validation import check_like, format_shape
+from portable_nn.backend import has_dtype, namespace_and_device
+from portable_nn.validation import check_like, format_shape, require_dtype, require_shape
 
 Shape = tuple[Any, ...]
 
@@ -105,8 +106,9 @@ class Layer:
     def check_input(self, x: Any) -> None:
         """Raise ``ValueError`` naming both shapes when ``x`` does not match the built input shape,
         and when ``x`` lives in another namespace/device than the parameters (the buffers when
-        there are none); ``TypeError`` for another dtype. Fast path: Python tuple compare and the
-        standard's ``.device`` attribute."""
+        there are none); ``TypeError`` for another dtype, or, in a layer without arrays, for an
+        input that is not real floating. Fast path: Python tuple compare and the standard's
+        ``.device`` attribute."""
         expected = self.input_shape
         if expected is not None and x.shape[1:] != expected[1:]:  # torch.Size is a tuple
             got = tuple(x.shape)
@@ -118,20 +120,23 @@ class Layer:
                     f"received shape {format_shape(got)}"
                 )
         arrays = self.params or self.bufs  # a layer with buffers only compares with those
-        if arrays:
-            first = next(iter(arrays.values()))
-            device = getattr(x, "device", None)
-            same = type(x) is type(first) and device is not None
-            if not same or device != getattr(first, "device", None):
-                try:
-                    namespace_and_device(x, first)
-                except ValueError as exc:
-                    raise ValueError(f"{self.name}: input and weights differ: {exc}") from None
-            if x.dtype != first.dtype:
-                raise TypeError(
-                    f"{self.name}: input dtype {x.dtype} differs from the weights' dtype "
-                    f"{first.dtype}; cast the input (pnn.asarray does) or change the backend dtype"
-                )
+        if not arrays:  # nothing to compare with: any real floating input
+            if not has_dtype(x, "real floating"):
+                require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
+            return
+        first = next(iter(arrays.values()))
+        device = getattr(x, "device", None)
+        same = type(x) is type(first) and device is not None
+        if not same or device != getattr(first, "device", None):
+            try:
+                namespace_and_device(x, first)
+            except ValueError as exc:
+                raise ValueError(f"{self.name}: input and weights differ: {exc}") from None
+        if x.dtype != first.dtype:
+            raise TypeError(
+                f"{self.name}: input dtype {x.dtype} differs from the weights' dtype "
+                f"{first.dtype}; cast the input (pnn.asarray does) or change the backend dtype"
+            )
 
     # -- running ------------------------------------------------------------------------------
     def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
@@ -139,6 +144,11 @@ class Layer:
 
     def backward(self, dy: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
         raise NotImplementedError
+
+    def check_gradient(self, dy: Any, shape: tuple[int, ...]) -> None:
+        """``ValueError`` unless the upstream gradient ``dy`` has the output's ``shape``."""
+        if dy.shape != shape:  # torch.Size is a tuple
+            require_shape(f"{self.name}: upstream gradient dy", dy, shape)
 
     def __call__(self, x: Any) -> Any:
         """Inference: ``forward(x, training=False)[0]``."""
@@ -189,7 +199,12 @@ class Layer:
         return cls(**config)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r})"
+        """``Class(arg=value, ..., name=...)`` with the config's arguments that are not defaults."""
+        defaults = {k: p.default for k, p in inspect.signature(type(self)).parameters.items()}
+        config = self.get_config()
+        skip = {"name", "input_shape"}  # the name comes last
+        args = [f"{k}={v!r}" for k, v in config.items() if k not in skip and defaults.get(k) != v]
+        return f"{type(self).__name__}({', '.join([*args, f'name={self.name!r}'])})"
 
 
 def check_entries(owner: str, own: dict[str, Any], values: dict[str, Any], what: str) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from portable_nn import functional as F
 from portable_nn.backend import namespace_of
 from portable_nn.random import Generator, get_generator
-from portable_nn.validation import flag, positive_int, require_shape
+from portable_nn.validation import flag, positive_int
 
 from ._weights import check_initializer, make_weight
+from .activation import bind
 from .base import Layer, Shape
 
 
@@ -26,10 +26,9 @@ class Dense(Layer):
     Input (batch, in) -> output (batch, units); inputs (batch, ..., in) act on the last axis.
     Weights are made on the first call (or at once from ``input_dim``/``input_shape``) by
     ``pnn.init`` on the active backend's device and dtype, so a seed gives the same weights on
-    every backend. The activation is fused: its backward runs inside :meth:`backward`.
-    The cache (:class:`DenseCache`) holds ``x``, the activation's input or output (whichever
-    its derivative uses; nothing for linear) and a reference to ``W`` (no copy), so backward
-    uses the weights that produced ``y`` even if the parameters were rebound in between.
+    every backend. The activation is fused: its backward runs inside :meth:`backward`, from
+    what :class:`DenseCache` keeps (with ``W`` itself, so backward uses the weights that produced
+    ``y`` even if the parameters were rebound in between).
 
     Parameters
     ----------
@@ -57,10 +56,7 @@ class Dense(Layer):
         name: str | None = None,
     ) -> None:
         self.units = positive_int("units", units)
-        f, grad, grad_from_output = F.rule(activation)  # checks the name
-        self.activation = "linear" if activation is None else activation.lower()
-        self._saves_output = grad_from_output is not None  # then backward takes y, not z
-        self._f, self._grad = (None if f is F.linear else f), grad_from_output or grad
+        self.activation, self._f, self._grad, self._saves_output = bind(activation)
         self.use_bias = flag("use_bias", use_bias)
         self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
         self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
@@ -113,8 +109,8 @@ class Dense(Layer):
         """``(dL/dx, {"weight": dL/dW, "bias": dL/db})``; ``dL/dx`` is None when not asked for."""
         x, saved, w, shape = cache
         out = (x.shape[0], self.units) if shape is None else (*shape[:-1], self.units)
-        if dy.shape != out:
-            require_shape(f"{self.name}: upstream gradient dy", dy, out)
+        if dy.shape != out:  # compared here first: the hot path
+            self.check_gradient(dy, out)
         xp = namespace_of(dy)
         if shape is not None:
             dy = xp.reshape(dy, (-1, self.units))
@@ -137,10 +133,6 @@ class Dense(Layer):
             "bias_initializer": _initializer_name(self.bias_initializer),
             "seed": self.seed if isinstance(self.seed, int) else None,
         }
-
-    def __repr__(self) -> str:
-        act = "" if self.activation == "linear" else f", activation={self.activation!r}"
-        return f"Dense({self.units}{act}, name={self.name!r})"
 
 
 def _initializer_name(initializer: Any) -> Any:

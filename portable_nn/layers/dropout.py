@@ -6,9 +6,9 @@ from typing import Any, NamedTuple
 
 import array_api_compat
 
-from portable_nn.backend import has_dtype, namespace_of
+from portable_nn.backend import namespace_of
 from portable_nn.random import Generator, get_generator
-from portable_nn.validation import fraction, require_dtype, require_shape
+from portable_nn.validation import fraction
 
 from .base import Layer, Shape
 
@@ -25,13 +25,10 @@ class Dropout(Layer):
     inference needs no rescaling. Inference (``training=False``) and ``rate == 0`` are the
     identity. Shapes: any ``(batch, ...)``, output like the input.
 
-    How masks are drawn: ``self.generator.bernoulli(x.shape, 1 - rate, xp=..., device=...)``
-    evaluates a counter-based integer hash (see :mod:`portable_nn.random`) **on the input's
-    device and in its namespace**: there is no host round trip and no host-to-device copy per
-    step. The hash uses only int32 xor/shift/multiply, which every array library computes
-    identically, so for the same seed and the same sequence of calls the masks are *bitwise
-    identical on NumPy, CuPy, PyTorch, JAX and array-api-strict*. Each training-mode call
-    advances the generator's counter by one, so consecutive batches get new masks.
+    Masks come from ``self.generator.bernoulli``, a counter-based hash evaluated **on the input's
+    device** (see :mod:`portable_nn.random`): no host round trip per step, and for the same seed
+    and calls *bitwise the same masks on every backend*. Each training-mode call advances the
+    generator's counter, so consecutive batches get new masks.
 
     Parameters
     ----------
@@ -61,8 +58,6 @@ class Dropout(Layer):
         super().__init__(input_shape=input_shape, name=name)
 
     def forward(self, x: Any, training: bool = False) -> tuple[Any, DropoutCache]:
-        if not has_dtype(x, "real floating"):
-            require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
         self.ensure_built(x)
         if not training or self.rate == 0.0:
             return x, DropoutCache(None, tuple(x.shape))  # y = x
@@ -72,16 +67,12 @@ class Dropout(Layer):
         return x * scale, DropoutCache(scale, tuple(x.shape))  # y = x * mask / (1 - rate)
 
     def backward(self, dy: Any, cache: DropoutCache) -> tuple[Any, dict[str, Any]]:
-        if dy.shape != cache.shape:
-            require_shape(f"{self.name}: upstream gradient dy", dy, cache.shape)
+        self.check_gradient(dy, cache.shape)
         # dL/dx = dy * mask / (1 - rate)   (identity at inference)
         return (dy if cache.scale is None else dy * cache.scale), {}
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-    def __repr__(self) -> str:
-        return f"Dropout(rate={self.rate}, name={self.name!r})"
 
 
 __all__ = ["Dropout", "DropoutCache"]

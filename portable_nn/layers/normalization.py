@@ -1,4 +1,8 @@
-"""Batch and layer normalization over the feature (last) axis, PyTorch semantics."""
+"""Batch and layer normalization over the feature (last) axis, PyTorch semantics.
+
+Both compute ``y = gamma * xhat + beta`` with ``xhat = (x - mean) / sqrt(var + epsilon)``; they
+differ in the axes ``mean`` and ``var`` are taken over (:meth:`_normalize`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import math
 import warnings
 from typing import Any, NamedTuple
 
-from portable_nn.backend import has_dtype, namespace_of
-from portable_nn.validation import flag, positive, real_number, require_dtype, require_shape
+from portable_nn.backend import namespace_of
+from portable_nn.validation import flag, positive, real_number
 
 from ._weights import make_weight
 from .base import Layer, Shape
@@ -18,14 +22,20 @@ class NormCache(NamedTuple):
     inv_std: Any  # 1 / sqrt(var + epsilon)
     gamma: Any  # the scale that produced y (a reference); None without scale
     shape: tuple[int, ...]  # the output's shape, which dy must have
-    batch_stats: bool = False  # BatchNorm in training: mean and var came from this batch
+    axes: tuple[int, ...] | None  # the axes of mean and var; None: constants (BatchNorm inference)
 
 
 class _Normalization(Layer):
-    """Shared parts: argument checks, gamma/beta, config, the affine step's gradients."""
+    """Shared parts: argument checks, gamma/beta, forward's affine step, backward, config."""
 
     def __init__(
-        self, epsilon: float, center: bool, scale: bool, input_shape: Shape | None, name: str | None
+        self,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        *,
+        input_shape: Shape | None = None,
+        name: str | None = None,
     ) -> None:
         self.epsilon = positive("epsilon", epsilon)  # keeps 1 / sqrt(var + epsilon) finite
         self.center, self.scale = flag("center", center), flag("scale", scale)
@@ -46,29 +56,43 @@ class _Normalization(Layer):
         self._axes = tuple(range(len(input_shape) - 1))  # every axis but the features
         super().build(input_shape)
 
-    def _affine(self, xhat: Any) -> Any:
-        """``y = gamma * xhat + beta`` (each term only when enabled)."""
-        y = xhat * self.params["gamma"] if self.scale else xhat
-        return y + self.params["beta"] if self.center else y
+    def _normalize(self, x: Any, training: bool) -> tuple[Any, Any, tuple[int, ...] | None]:
+        """``(xhat, 1 / sqrt(var + epsilon), the axes of mean and var or None)``."""
+        raise NotImplementedError
 
-    def _param_grads(self, xp: Any, dy: Any, xhat: Any) -> tuple[Any, Any, dict[str, Any]]:
-        """``(sum dy, sum dy * xhat, grads)`` over every axis but the features."""
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, NormCache]:
+        self.ensure_built(x)
+        xhat, inv_std, axes = self._normalize(x, training)
+        gamma = self.params.get("gamma")
+        y = xhat if gamma is None else xhat * gamma  # y = gamma * xhat + beta
+        if self.center:
+            y = y + self.params["beta"]
+        return y, NormCache(xhat, inv_std, gamma, tuple(x.shape), axes)
+
+    def backward(self, dy: Any, cache: NormCache) -> tuple[Any, dict[str, Any]]:
+        xhat, inv_std, gamma, shape, axes = cache
+        self.check_gradient(dy, shape)
+        xp = namespace_of(dy)
         dbeta = xp.sum(dy, axis=self._axes)  # dL/dbeta = sum(dy)
         dgamma = xp.sum(dy * xhat, axis=self._axes)  # dL/dgamma = sum(dy * xhat)
-        grads = {}
-        if self.scale:
-            grads["gamma"] = dgamma
-        if self.center:
-            grads["beta"] = dbeta
-        return dbeta, dgamma, grads
+        grads = {k: g for k, g in (("gamma", dgamma), ("beta", dbeta)) if k in self.params}
+        g_scale = inv_std if gamma is None else gamma * inv_std
+        if axes is None:  # mean and var are constants
+            return dy * g_scale, grads  # dL/dx = dy * gamma / sqrt(var + eps)
+        # dL/dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var + eps) with g = dL/dxhat =
+        # gamma * dy and means over ``axes``; over the parameters' axes (BatchNorm) they are the
+        # sums above divided by n
+        if axes == self._axes:
+            n = math.prod(shape[:-1])
+            return g_scale * (dy - dbeta / n - xhat * (dgamma / n)), grads
+        g = dy if gamma is None else dy * gamma
+        mean_g = xp.mean(g, axis=axes, keepdims=True)
+        mean_gx = xp.mean(g * xhat, axis=axes, keepdims=True)
+        return inv_std * (g - mean_g - xhat * mean_gx), grads
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-        }
+        config = super().get_config()
+        return {**config, "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
 
 
 class BatchNormalization(_Normalization):
@@ -113,7 +137,7 @@ class BatchNormalization(_Normalization):
                 UserWarning,
                 stacklevel=2,
             )
-        super().__init__(epsilon, center, scale, input_shape, name)
+        super().__init__(epsilon, center, scale, input_shape=input_shape, name=name)
 
     def build(self, input_shape: Shape) -> None:
         super().build(input_shape)
@@ -123,52 +147,28 @@ class BatchNormalization(_Normalization):
             "running_var": make_weight("ones", features),
         }
 
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, NormCache]:
-        if not has_dtype(x, "real floating"):
-            require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
-        self.ensure_built(x)
-        if training:
-            return self._forward_train(x)
-        xp, gamma = namespace_of(x), self.params.get("gamma")
-        inv_std = 1.0 / xp.sqrt(self.bufs["running_var"] + self.epsilon)
-        xhat = (x - self.bufs["running_mean"]) * inv_std  # running statistics normalise
-        return self._affine(xhat), NormCache(xhat, inv_std, gamma, tuple(x.shape))
-
-    def _forward_train(self, x: Any) -> tuple[Any, NormCache]:
-        xp, shape = namespace_of(x), tuple(x.shape)
-        n = math.prod(shape[:-1])
+    def _normalize(self, x: Any, training: bool) -> tuple[Any, Any, tuple[int, ...] | None]:
+        xp, bufs = namespace_of(x), self.bufs
+        if not training:  # the running statistics normalise
+            inv_std = 1.0 / xp.sqrt(bufs["running_var"] + self.epsilon)
+            return (x - bufs["running_mean"]) * inv_std, inv_std, None
+        n = math.prod(x.shape[:-1])
         if n < 2:
             raise ValueError(
                 f"{self.name}: training needs more than one value per feature to estimate a "
-                f"variance; received input of shape {shape}"
+                f"variance; received input of shape {tuple(x.shape)}"
             )
         mean = xp.mean(x, axis=self._axes)
         xc = x - mean
         var = xp.mean(xc * xc, axis=self._axes)  # biased: normalises the batch
-        inv_std = 1.0 / xp.sqrt(var + self.epsilon)
-        xhat = xc * inv_std
-        m, bufs = self.momentum, self.bufs
+        m = self.momentum
         new_mean = (1.0 - m) * bufs["running_mean"] + m * mean
         new_var = (1.0 - m) * bufs["running_var"] + (m * n / (n - 1)) * var  # unbiased
         finite = xp.all(xp.isfinite(new_mean) & xp.isfinite(new_var))  # on the device: no sync
-        new_mean = xp.where(finite, new_mean, bufs["running_mean"])
-        new_var = xp.where(finite, new_var, bufs["running_var"])
-        bufs["running_mean"], bufs["running_var"] = new_mean, new_var  # rebind, no writes
-        cache = NormCache(xhat, inv_std, self.params.get("gamma"), shape, batch_stats=True)
-        return self._affine(xhat), cache
-
-    def backward(self, dy: Any, cache: NormCache) -> tuple[Any, dict[str, Any]]:
-        xhat, inv_std, gamma, shape, batch_stats = cache
-        if dy.shape != shape:
-            require_shape(f"{self.name}: upstream gradient dy", dy, shape)
-        xp = namespace_of(dy)
-        dbeta, dgamma, grads = self._param_grads(xp, dy, xhat)
-        g_scale = inv_std if gamma is None else gamma * inv_std
-        if not batch_stats:
-            return dy * g_scale, grads  # dL/dx = dy * gamma / sqrt(running_var + eps)
-        n = math.prod(shape[:-1])
-        # dL/dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))
-        return g_scale * (dy - dbeta / n - xhat * (dgamma / n)), grads
+        bufs["running_mean"] = xp.where(finite, new_mean, bufs["running_mean"])  # rebind, no
+        bufs["running_var"] = xp.where(finite, new_var, bufs["running_var"])  # in-place writes
+        inv_std = 1.0 / xp.sqrt(var + self.epsilon)
+        return xc * inv_std, inv_std, self._axes
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum}
@@ -181,38 +181,11 @@ class LayerNormalization(_Normalization):
     inference, no buffers. Params ``"gamma"`` (ones) and ``"beta"`` (zeros), shape (features,).
     """
 
-    def __init__(
-        self,
-        epsilon: float = 1e-5,
-        center: bool = True,
-        scale: bool = True,
-        *,
-        input_shape: Shape | None = None,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(epsilon, center, scale, input_shape, name)
-
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, NormCache]:
-        if not has_dtype(x, "real floating"):
-            require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
-        self.ensure_built(x)
-        xp, gamma = namespace_of(x), self.params.get("gamma")
+    def _normalize(self, x: Any, training: bool) -> tuple[Any, Any, tuple[int, ...] | None]:
+        xp = namespace_of(x)
         xc = x - xp.mean(x, axis=-1, keepdims=True)
         inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=-1, keepdims=True) + self.epsilon)
-        xhat = xc * inv_std
-        return self._affine(xhat), NormCache(xhat, inv_std, gamma, tuple(x.shape))
-
-    def backward(self, dy: Any, cache: NormCache) -> tuple[Any, dict[str, Any]]:
-        xhat, inv_std, gamma, shape, _ = cache
-        if dy.shape != shape:
-            require_shape(f"{self.name}: upstream gradient dy", dy, shape)
-        xp = namespace_of(dy)
-        _, _, grads = self._param_grads(xp, dy, xhat)
-        g = dy if gamma is None else dy * gamma  # dL/dxhat
-        mean_g = xp.mean(g, axis=-1, keepdims=True)
-        mean_gx = xp.mean(g * xhat, axis=-1, keepdims=True)
-        # dL/dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var + eps)
-        return inv_std * (g - mean_g - xhat * mean_gx), grads
+        return xc * inv_std, inv_std, (-1,)
 
 
 __all__ = ["BatchNormalization", "LayerNormalization", "NormCache"]

@@ -1,12 +1,11 @@
-"""Shape-only layers: Flatten and Reshape (the batch axis is always kept)."""
+"""Shape-only layers: Reshape and Flatten (the batch axis is always kept)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, NamedTuple
 
-from portable_nn.backend import has_dtype, namespace_of
-from portable_nn.validation import require_dtype, require_shape
+from portable_nn.backend import namespace_of
 
 from .base import Layer, Shape
 
@@ -16,39 +15,12 @@ class ReshapeCache(NamedTuple):
     out_shape: tuple[int, ...]  # y's shape, which dy must have
 
 
-class _Reshaping(Layer):
-    """Forward and backward of the shape-only layers: ``y`` is ``x`` in the output shape."""
-
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, ReshapeCache]:
-        if not has_dtype(x, "real floating"):
-            require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
-        self.ensure_built(x)
-        shape = tuple(x.shape)
-        out = self.compute_output_shape(shape)
-        return namespace_of(x).reshape(x, out), ReshapeCache(shape, out)
-
-    def backward(self, dy: Any, cache: ReshapeCache) -> tuple[Any, dict[str, Any]]:
-        if dy.shape != cache.out_shape:
-            require_shape(f"{self.name}: upstream gradient dy", dy, cache.out_shape)
-        return namespace_of(dy).reshape(dy, cache.in_shape), {}  # dL/dx = dy in x's shape
-
-
-class Flatten(_Reshaping):
-    """``(batch, d1, ..., dk) -> (batch, d1 * ... * dk)`` in row-major (C) order.
-
-    A ``(batch,)`` input becomes ``(batch, 1)``, as in Keras. Backward reshapes ``dy`` back.
-    """
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        features = tuple(input_shape[1:])
-        return (input_shape[0], None if None in features else math.prod(features))
-
-
-class Reshape(_Reshaping):
+class Reshape(Layer):
     """``(batch, *input_features) -> (batch, *target_shape)`` (Keras ``Reshape``).
 
     ``target_shape`` excludes the batch axis; one entry may be -1, inferred from the input
     size. The number of elements per sample must not change (``ValueError`` naming both).
+    Backward reshapes ``dy`` back.
     """
 
     def __init__(
@@ -58,7 +30,15 @@ class Reshape(_Reshaping):
         input_shape: Shape | None = None,
         name: str | None = None,
     ) -> None:
-        self.target_shape = _target_shape(target_shape)
+        dims = tuple(target_shape) if isinstance(target_shape, (list, tuple)) else (target_shape,)
+        if dims.count(-1) > 1 or any(
+            isinstance(d, bool) or not isinstance(d, int) or not (d > 0 or d == -1) for d in dims
+        ):
+            raise ValueError(
+                "target_shape must be positive ints and at most one -1. "
+                f"Received: target_shape={target_shape!r}"
+            )
+        self.target_shape = dims
         super().__init__(input_shape=input_shape, name=name)
 
     def build(self, input_shape: Shape) -> None:
@@ -77,20 +57,33 @@ class Reshape(_Reshaping):
             f"into target_shape {target}"
         )
 
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, ReshapeCache]:
+        self.ensure_built(x)
+        shape = tuple(x.shape)
+        out = self.compute_output_shape(shape)
+        return namespace_of(x).reshape(x, out), ReshapeCache(shape, out)  # y = x in shape out
+
+    def backward(self, dy: Any, cache: ReshapeCache) -> tuple[Any, dict[str, Any]]:
+        self.check_gradient(dy, cache.out_shape)
+        return namespace_of(dy).reshape(dy, cache.in_shape), {}  # dL/dx = dy in x's shape
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
-def _target_shape(value: Any) -> tuple[int, ...]:
-    """A tuple of positive ints with at most one -1, from an int, a list or a tuple."""
-    dims = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    bad = any(isinstance(d, bool) or not isinstance(d, int) or not (d > 0 or d == -1) for d in dims)
-    if bad or dims.count(-1) > 1:
-        raise ValueError(
-            "target_shape must be positive ints and at most one -1. "
-            f"Received: target_shape={value!r}"
-        )
-    return dims
+class Flatten(Reshape):
+    """``(batch, d1, ..., dk) -> (batch, d1 * ... * dk)`` in row-major (C) order.
+
+    ``Reshape((-1,))``: a ``(batch,)`` input becomes ``(batch, 1)``, as in Keras.
+    """
+
+    def __init__(self, *, input_shape: Shape | None = None, name: str | None = None) -> None:
+        super().__init__((-1,), input_shape=input_shape, name=name)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        del config["target_shape"]  # always (-1,)
+        return config
 
 
 __all__ = ["Flatten", "Reshape", "ReshapeCache"]
