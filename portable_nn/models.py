@@ -66,6 +66,7 @@ class Sequential(TrainingMixin, Layer):
         if self.layers and self.built:
             self._build_layer(layer, self.compute_output_shape(self.input_shape))
         self.layers.append(layer)
+        self._compiled_step = None  # a compiled step knows the old stack only
 
     def _build_layer(self, layer: Layer, shape: Shape) -> None:
         """Build ``layer`` for inputs of ``shape``, or check that its built shape matches."""
@@ -192,17 +193,22 @@ class Sequential(TrainingMixin, Layer):
         check_entries(self.name, self.parameters(), values, "parameter")
         self.assign_parameters(values)
 
-    def assign_parameters(self, values: dict[str, Any]) -> None:
+    def assign_parameters(self, values: dict[str, Any], kind: str = "params") -> None:
         """Unchecked fast path of :meth:`set_parameters` (for arrays made from our own, e.g. by
-        an optimizer update): rebinds ``layer.params[name]`` directly."""
+        an optimizer update or a compiled step): rebinds ``layer.params[name]`` directly
+        (``layer.bufs[name]`` with ``kind="bufs"``)."""
         layers = self.layers
         for key, value in values.items():
             index, _, rest = key.partition(".")
             layer = layers[int(index)]
             if isinstance(layer, Sequential):
-                layer.assign_parameters({rest: value})
+                layer.assign_parameters({rest: value}, kind)
             else:
-                layer.params[rest] = value
+                getattr(layer, kind)[rest] = value
+
+    def assign_buffers(self, values: dict[str, Any]) -> None:
+        """Unchecked: rebinds ``layer.bufs[name]`` (see :meth:`assign_parameters`)."""
+        self.assign_parameters(values, "bufs")
 
     def load_state_dict(self, values: dict[str, Any], strict: bool = True) -> None:
         """Load parameters and buffers; with ``strict`` every entry must be present.

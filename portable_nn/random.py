@@ -57,10 +57,39 @@ def _mix_array(x: Any) -> Any:
     return x ^ _shift_right(x, 16)
 
 
-def hash_bits(n: int, key1: int, key2: int, xp: ModuleType, device: Any) -> Any:
-    """``n`` pseudo-random int32 words for keys ``(key1, key2)``, computed on ``device``."""
+def hash_bits(n: int, key1: Any, key2: Any, xp: ModuleType, device: Any) -> Any:
+    """``n`` pseudo-random int32 words for keys ``(key1, key2)``, computed on ``device``. The keys
+    are Python ints, or int32 0-d arrays already in signed form (a compiled step's inputs)."""
     index = xp.arange(n, dtype=xp.int32, device=device)
-    return _mix_array(_mix_array(index ^ _signed32(key1)) ^ _signed32(key2))
+    k1, k2 = (_signed32(k) if isinstance(k, int) else k for k in (key1, key2))
+    return _mix_array(_mix_array(index ^ k1) ^ k2)
+
+
+class KeyFeed:
+    """Hands draws to a compiled step: while active (``with feed:``), every generator's next
+    keys come from ``keys`` (a traced ``(n, 2)`` int32 array) in order instead of its counter,
+    and :attr:`order` records which generator took each row. The host then computes the same
+    keys with :meth:`Generator.next_keys` in that order for every step, so the masks of a
+    compiled step equal the eager ones bitwise."""
+
+    active: KeyFeed | None = None
+
+    def __init__(self, keys: Any = None) -> None:
+        self.keys, self.order = keys, []
+
+    def __enter__(self) -> KeyFeed:
+        KeyFeed.active = self
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        KeyFeed.active = None
+
+    def take(self, generator: Generator) -> tuple[Any, Any]:
+        row = len(self.order)
+        self.order.append(generator)
+        if self.keys is None:  # recording: an eager step, the generator's own keys
+            return generator.next_keys()
+        return self.keys[row, 0], self.keys[row, 1]
 
 
 class Generator:
@@ -79,12 +108,18 @@ class Generator:
         self.counter = 0
         self.host = HostStream(seed)
 
-    def _next_keys(self) -> tuple[int, int]:
+    def _next_keys(self) -> tuple[Any, Any]:
+        feed = KeyFeed.active
+        return self.next_keys() if feed is None else feed.take(self)
+
+    def next_keys(self) -> tuple[int, int]:
+        """The keys of the next draw (signed int32 values as Python ints); advances the
+        counter."""
         low, high = self.seed & _MASK32, (self.seed >> 32) & _MASK32
         key1 = _mix_int(_mix_int(low ^ 0x9E3779B9) ^ self.counter)
         key2 = _mix_int(_mix_int(high ^ 0x85EBCA6B) ^ key1 ^ (self.counter >> 32))
         self.counter += 1
-        return key1, key2
+        return _signed32(key1), _signed32(key2)
 
     def uniform(self, shape: tuple[int, ...], *, xp: ModuleType, device: Any, dtype: Any) -> Any:
         """Uniform values in ``[0, 1)`` of ``shape``, made on ``device`` in ``dtype``."""

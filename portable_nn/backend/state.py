@@ -88,6 +88,27 @@ class Backend:
             return None
         return device_free_bytes(self.name, self.device)
 
+    @property
+    def can_jit(self) -> bool:
+        """Whether :meth:`jit` compiles (JAX) rather than returning the function as it is."""
+        return self.name == "jax"
+
+    def jit(self, fn: Any, donate: tuple[int, ...] = ()) -> Any:
+        """``fn`` compiled for this backend (``jax.jit``; the ``donate`` arguments' buffers are
+        reused for the outputs on accelerators), or ``fn`` itself where nothing compiles."""
+        if not self.can_jit:
+            return fn
+        import jax
+
+        return jax.jit(fn, donate_argnums=() if self.is_cpu else donate)
+
+    def shapes_of(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``'s outputs as shape/dtype records, traced without running
+        (``jax.eval_shape``); only where :attr:`can_jit`."""
+        import jax
+
+        return jax.eval_shape(fn, *args)
+
     def holds(self, array: Any) -> bool:
         """True when ``array`` is already in this backend's namespace and on its device."""
         return (

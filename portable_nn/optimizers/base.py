@@ -226,6 +226,25 @@ class Optimizer(SerializationMixin, Hyper):
         """The learning rate the next :meth:`step` will use."""
         return self.learning_rate_at(self.iterations)
 
+    def state_for(self, params: Params) -> dict[str, Any]:
+        """The internal state :meth:`step` uses for ``params``: made on first use, checked
+        against them when it was loaded before they were known."""
+        if self._state is None or self._unchecked:
+            self._state = self._check_loaded(params) if self._unchecked else self.init(params)
+            self._unchecked = False
+        return self._state
+
+    def next_constants(self) -> tuple:
+        """``_constants`` of the next :meth:`step` (Python floats: its step number and learning
+        rate), for a compiled step that runs :meth:`_apply_rule` itself."""
+        step = self.iterations + 1
+        return self._constants(step, self.learning_rate_at(step - 1))
+
+    def record_step(self, slots: Mapping[str, dict]) -> None:
+        """Take the new slots of a step run outside :meth:`step` (a compiled one) and count it."""
+        assert self._state is not None, "state_for(params) comes first"
+        self._state = {"step": self._state["step"] + 1, **slots}
+
     def step(self, model: Any, grads: Params) -> None:
         """Update ``model`` (anything with ``parameters()`` and ``set_parameters(d)``) in place.
 
@@ -238,10 +257,7 @@ class Optimizer(SerializationMixin, Hyper):
         hands the model views of one flat buffer through ``set_parameters``.
         """
         params = model.parameters()
-        if self._state is None or self._unchecked:
-            self._state = self._check_loaded(params) if self._unchecked else self.init(params)
-            self._unchecked = False
-        work = self._prepare(params, grads, self._state)
+        work = self._prepare(params, grads, self.state_for(params))
         # The internal slots are our own arrays (made by init, by update or copied on load):
         # writeable whenever the parameters are, so only the parameters need a look.
         w = writer_for(params.values(), self.inplace)

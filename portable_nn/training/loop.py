@@ -22,13 +22,6 @@ class Totals:
         self.sums: dict[str, Any] = {}
         self.count = 0
 
-    def add(self, sums: dict[str, Any], count: int) -> None:
-        own = self.sums
-        for name, value in sums.items():
-            previous = own.get(name)
-            own[name] = value if previous is None else previous + value
-        self.count += count
-
     def means(self, prefix: str = "") -> dict[str, Any]:
         """``{prefix + name: sum / samples}`` as 0-d device arrays (no sync)."""
         scale = 1.0 / max(self.count, 1)
@@ -38,6 +31,11 @@ class Totals:
 def read_logs(logs: dict[str, Any]) -> dict[str, float]:
     """Device 0-d values -> Python floats with one transfer (already-float entries pass)."""
     return read_scalars(logs)
+
+
+def add_sums(totals: dict[str, Any], sums: dict[str, Any]) -> dict[str, Any]:
+    """``totals + sums`` key by key (a new dict; keys missing from ``totals`` start at 0)."""
+    return {k: v if k not in totals else totals[k] + v for k, v in sums.items()}
 
 
 def batch_sums(model: Any, loss: Any, y_pred: Any, y: Any, count: int) -> dict[str, Any]:
@@ -62,12 +60,13 @@ def batch_hooks(callbacks: Any, kind: str) -> tuple[Callable | None, Callable | 
 def run_epoch(model: Any, data: ArrayData, batch_size: int, order: Any, callbacks: Any) -> Totals:
     """One pass of ``train_step`` over the batches; stops early when ``model.stop_training``."""
     on_batch_begin, on_batch_end = batch_hooks(callbacks, "train")
+    train_step = model._step_function()
     totals = Totals()
     for step, (xb, yb, count) in enumerate(data.batches(batch_size, order)):
         if on_batch_begin is not None:
             on_batch_begin(step)
-        loss, y_pred = model._train_batch(xb, yb)
-        totals.add(batch_sums(model, loss, y_pred, yb, count), count)
+        totals.sums = train_step(xb, yb, count, totals.sums)[0]
+        totals.count += count
         if on_batch_end is not None:
             on_batch_end(step, totals.means())
         if model.stop_training:
@@ -78,12 +77,13 @@ def run_epoch(model: Any, data: ArrayData, batch_size: int, order: Any, callback
 def run_test(model: Any, data: ArrayData, batch_size: int, callbacks: Any) -> Totals:
     """Loss and metric sums over ``data`` in inference mode."""
     on_begin, on_end = batch_hooks(callbacks, "test")
+    test_step = model._test_function()
     totals = Totals()
     for step, (xb, yb, count) in enumerate(data.batches(batch_size)):
         if on_begin is not None:
             on_begin(step)
-        loss, y_pred = model._test_batch(xb, yb)
-        totals.add(batch_sums(model, loss, y_pred, yb, count), count)
+        totals.sums = test_step(xb, yb, count, totals.sums)
+        totals.count += count
         if on_end is not None:
             on_end(step, totals.means())
     return totals
@@ -92,11 +92,12 @@ def run_test(model: Any, data: ArrayData, batch_size: int, callbacks: Any) -> To
 def run_predict(model: Any, data: ArrayData, batch_size: int, callbacks: Any) -> Any:
     """Inference outputs of every batch, concatenated on the model's device."""
     on_begin, on_end = batch_hooks(callbacks, "predict")
+    predict = model._predict_function()
     outputs = []
     for step, (xb, _, _) in enumerate(data.batches(batch_size)):
         if on_begin is not None:
             on_begin(step)
-        outputs.append(model.forward(xb, training=False)[0])
+        outputs.append(predict(xb))
         if on_end is not None:
             on_end(step, {"outputs": outputs[-1]})
     if len(outputs) == 1:
@@ -104,4 +105,4 @@ def run_predict(model: Any, data: ArrayData, batch_size: int, callbacks: Any) ->
     return namespace_of(outputs[0]).concat(outputs, axis=0)
 
 
-__all__ = ["Totals", "batch_sums", "read_logs", "run_epoch", "run_predict", "run_test"]
+__all__ = ["Totals", "add_sums", "batch_sums", "read_logs", "run_epoch", "run_predict", "run_test"]

@@ -54,6 +54,8 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         self.loss: Any = None
         self.optimizer: Any = None
         self.compiled_metrics: list[Any] = []
+        self.jit: bool | str = "auto"
+        self._compiled_step: Any = None  # training.compiled.CompiledStep, made on first use
         self.stop_training = False
         self.epoch = 0  # epochs completed (for exact resume: fit(..., initial_epoch=model.epoch))
         self.history: Any = None

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from portable_nn import losses, optimizers
 from portable_nn import metrics as pnn_metrics
 from portable_nn.backend import device_scope
+from portable_nn.data import backend_of_model
+from portable_nn.validation import choice
+
+from .compiled import CompiledStep, eager_step, eager_test
 
 
 class StepsMixin:
     """Loss, optimizer and metrics, and one batch of training or evaluation."""
 
     def compile(
-        self, loss: Any = None, optimizer: Any = "rmsprop", metrics: list[Any] | None = None
+        self,
+        loss: Any = None,
+        optimizer: Any = "rmsprop",
+        metrics: list[Any] | None = None,
+        jit: bool | str = "auto",
     ) -> None:
         """Set the loss, optimizer and metrics: objects or names (``pnn.losses.get``,
-        ``pnn.optimizers.get``, ``pnn.metrics.get``). Keras's default optimizer is RMSprop."""
+        ``pnn.optimizers.get``, ``pnn.metrics.get``). Keras's default optimizer is RMSprop.
+
+        ``jit``: ``"auto"`` (default) compiles the train step where it pays (JAX: the whole step
+        is one ``jax.jit`` function, see :mod:`portable_nn.training.compiled`); ``True`` asks
+        for it (``ValueError`` at the first step on a backend that cannot); ``False`` runs the
+        eager step. Compiled and eager steps give the same results (the same Dropout masks, the
+        same update arithmetic).
+        """
+        jit = choice("jit", jit, ("auto", True, False))
         if loss is None:
             raise ValueError("compile needs a loss, e.g. model.compile(loss='mse', ...)")
         if metrics is not None and not isinstance(metrics, (list, tuple)):
@@ -29,6 +46,7 @@ class StepsMixin:
             if names.count(name) > 1:
                 raise ValueError(f"metric names must be unique and not 'loss'; got {names}")
         self.loss, self.optimizer, self.compiled_metrics = loss, optimizer, compiled
+        self.jit, self._compiled_step = jit, None
 
     def _require_compiled(self, what: str) -> None:
         if self.loss is None or self.optimizer is None:
@@ -44,13 +62,45 @@ class StepsMixin:
         """
         self._require_compiled("train_step")
         with device_scope(x):
-            return self._train_batch(x, y)[0]
+            return self._step_function()(x, y, int(x.shape[0]), {})[1]
 
     def test_step(self, x: Any, y: Any) -> Any:
         """The batch loss in inference mode, a 0-d array (no host sync, nothing updated)."""
         self._require_compiled("test_step")
         with device_scope(x):
             return self._test_batch(x, y)[0]
+
+    def _compiled(self) -> CompiledStep | None:
+        """The compiled steps when ``compile(jit=...)`` and the backend call for them."""
+        step, jit = self._compiled_step, self.jit
+        if step is not None or not jit or not self.built:
+            return step
+        backend = backend_of_model(self)
+        if backend.can_jit:
+            self._compiled_step = CompiledStep(self, backend)
+        elif jit is True:
+            raise ValueError(
+                f"jit=True: the {backend.name} backend has no compiled step (JAX has); "
+                "use jit='auto' or jit=False"
+            )
+        return self._compiled_step
+
+    def _step_function(self) -> Any:
+        """``step(x, y, count, sums) -> (sums, loss)``: compiled or eager."""
+        compiled = self._compiled()
+        return functools.partial(eager_step, self) if compiled is None else compiled.train
+
+    def _test_function(self) -> Any:
+        """``step(x, y, count, sums) -> sums`` in inference mode: compiled or eager."""
+        compiled = self._compiled()
+        return functools.partial(eager_test, self) if compiled is None else compiled.test
+
+    def _predict_function(self) -> Any:
+        """``predict(x) -> y``: compiled or eager."""
+        compiled = self._compiled()
+        if compiled is None:
+            return lambda x: self.forward(x, training=False)[0]
+        return compiled.predict
 
     def _train_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
         y_pred, caches = self.forward(x, training=True)
