@@ -6,9 +6,10 @@ header, the data or anywhere, a huge/negative/wrong header length, overlapping t
 dtype strings, deeply nested or huge JSON in the header and in every metadata field, randomly
 mutated or byte-flipped configs, configs asking for enormous layers, another model's valid file.
 For each, ``pnn.load_weights`` (into a built model) and ``pnn.load_model`` must either load (a
-flipped data byte may still be a valid file) or raise ``ValueError`` — never another exception —
-within a second; a failed ``load_weights`` leaves the model bitwise unchanged, and cases that
-cannot be valid must fail. A few hundred cases run by default, 10,000 under ``slow``.
+flipped data byte may still be a valid file) or raise ``ValueError`` naming the file — never
+another exception — within a second; a failed ``load_weights`` leaves the model bitwise
+unchanged, and cases that cannot be valid must fail. A few hundred cases run by default, 10,000
+under ``slow``.
 """
 
 from __future__ import annotations
@@ -302,13 +303,13 @@ def _kind(i: int) -> Callable[[Base, np.random.Generator], Case]:
 
 
 # -- running the cases ----------------------------------------------------------------------------
-def _outcome(load: Callable[[], object]) -> tuple[str, float]:
+def _outcome(load: Callable[[], object], path: Path) -> tuple[str, float]:
     start = time.perf_counter()
     try:
         load()
         outcome = "loaded"
-    except ValueError:
-        outcome = "ValueError"
+    except ValueError as exc:  # naming the file
+        outcome = "ValueError" if repr(str(path)) in str(exc) else f"ValueError: {str(exc)[:200]}"
     except Exception as exc:  # the property under test: nothing but ValueError escapes
         outcome = f"{type(exc).__name__}: {str(exc)[:200]}"
     return outcome, time.perf_counter() - start
@@ -329,7 +330,7 @@ def _run(tmp_path: Path, count: int) -> None:
                 ("load_weights", weights_must_fail, lambda: pio.load_weights(base.target, path)),
                 ("load_model", model_must_fail, lambda: pio.load_model(path)),
             ]:
-                outcome, seconds = _outcome(load)
+                outcome, seconds = _outcome(load, path)
                 outcomes[f"{loader} {outcome[:10]}"] += 1
                 slowest = max(slowest, (seconds, f"{label} {loader}"))
                 if outcome not in ("loaded", "ValueError") or seconds > MAX_SECONDS:

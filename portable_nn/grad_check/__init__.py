@@ -28,13 +28,12 @@ per array (analytic gradients are still computed in full).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
-from portable_nn.grad_check._common import _Options, _result
-from portable_nn.grad_check._function_mode import _check_function
-from portable_nn.grad_check._layer_mode import _check_layer
+from portable_nn import validation
+from portable_nn.grad_check._core import Options
+from portable_nn.grad_check._modes import check_function, check_layer
 from portable_nn.grad_check.result import GradcheckEntry, GradcheckError, GradcheckResult
 from portable_nn.random import Generator
 
@@ -66,14 +65,13 @@ def gradcheck(
     max_elements : check at most this many seeded random elements per array (None: all).
     raise_exception : raise :class:`GradcheckError` with the report when a check fails.
     """
-    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        if not (isinstance(value, (int, float)) and value >= 0.0 and math.isfinite(value)):
-            raise ValueError(f"{name} must be a finite non-negative number. Received: {value!r}")
-    if eps == 0.0:
-        raise ValueError("eps must be positive. Received: eps=0.0")
-    if max_elements is not None and (not isinstance(max_elements, int) or max_elements < 1):
-        raise ValueError(f"max_elements must be a positive int. Received: {max_elements!r}")
-    opts = _Options(float(eps), float(atol), float(rtol), max_elements, Generator(seed))
+    opts = Options(
+        validation.positive("eps", eps),
+        validation.non_negative("atol", atol),
+        validation.non_negative("rtol", rtol),
+        None if max_elements is None else validation.positive_int("max_elements", max_elements),
+        Generator(seed),
+    )
     if backward is None:
         if not all(hasattr(fn, a) for a in ("forward", "backward", "params")):
             raise TypeError(
@@ -82,12 +80,12 @@ def gradcheck(
             )
         if len(inputs) != 1:
             raise TypeError(f"layer mode takes exactly one input x; received {len(inputs)}")
-        entries, checks = _check_layer(fn, inputs[0], training, opts)
+        entries, checks = check_layer(fn, inputs[0], training, opts)
     else:
         if training:
             raise TypeError("training=True applies to layers only; fn takes no training flag")
-        entries, checks = _check_function(fn, inputs, backward, opts)
-    result = _result(entries, checks, opts)
+        entries, checks = check_function(fn, inputs, backward, opts)
+    result = GradcheckResult.collect(entries, checks, eps=opts.eps, atol=opts.atol, rtol=opts.rtol)
     if raise_exception and not result.ok:
         raise GradcheckError(result.report())
     return result

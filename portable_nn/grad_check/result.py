@@ -25,6 +25,19 @@ class GradcheckEntry:
     analytic: float = 0.0
     numeric: float = 0.0
 
+    def add(self, element: tuple[int, ...], a: float, n: float, atol: float, rtol: float) -> None:
+        """Score one element (analytic ``a``, numeric ``n``); NaN counts as an infinite error.
+        With ``atol = rtol = 0`` the score is the error itself and only exact equality passes."""
+        error = abs(a - n)
+        score = error / (atol + rtol * abs(n)) if atol + rtol > 0.0 else error
+        if math.isnan(score):
+            score = error = math.inf
+        self.max_abs_error = max(self.max_abs_error, error)
+        self.max_rel_error = max(self.max_rel_error, error / max(abs(n), atol, 1e-300))
+        if self.element is None or score > self.score:
+            self.score, self.element, self.analytic, self.numeric = score, element, a, n
+        self.ok = self.score <= 1.0 if atol + rtol > 0.0 else self.score == 0.0
+
     def describe(self) -> str:
         if self.element is None:
             return f"{self.name}: no elements"
@@ -48,6 +61,22 @@ class GradcheckResult:
     entries: list[GradcheckEntry] = field(default_factory=list)
     checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (what, ok, detail)
     tolerances: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def collect(
+        cls, entries: list[GradcheckEntry], checks: list[tuple[str, bool, str]], **tolerances: float
+    ) -> GradcheckResult:
+        """The result of ``entries`` and extra ``checks``: worst element and largest errors."""
+        worst = max(entries, key=lambda e: e.score, default=None)
+        return cls(
+            ok=all(e.ok for e in entries) and all(ok for _, ok, _ in checks),
+            max_abs_error=max((e.max_abs_error for e in entries), default=0.0),
+            max_rel_error=max((e.max_rel_error for e in entries), default=0.0),
+            worst="" if worst is None else worst.describe(),
+            entries=entries,
+            checks=checks,
+            tolerances=tolerances,
+        )
 
     def __bool__(self) -> bool:
         return self.ok

@@ -27,17 +27,14 @@ def _default_mode() -> int:
 
 
 def _fsync_directory(directory: str) -> None:
-    """Persist a rename by syncing its folder; silently skipped where folders cannot be opened."""
-    try:
+    """Persist a rename by syncing its folder; skipped where folders cannot be opened (Windows)
+    or synced (some file systems)."""
+    with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # Windows cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on folders
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -75,6 +72,3 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, overwrite: bool = True) -
     """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path, overwrite=overwrite) as file:
         file.write(data)
-
-
-__all__ = ["atomic_open", "atomic_write_bytes"]

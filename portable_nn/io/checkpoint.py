@@ -10,14 +10,12 @@ plus the JSON texts ``model_config``, ``compile_config`` (when compiled), ``opti
 Loading checks the header before any data is read and the whole file before anything is
 assigned: names, shapes and dtypes against the model; JSON fields for size and depth; and the
 architecture is rebuilt only as large as the file's own tensors (``weight_budget``). Problems
-raise ``ValueError`` naming the tensor or the field and leave the model as it was.
+raise ``ValueError`` naming the path and the tensor or the field, and leave the model as it was.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from typing import Any
 
 from portable_nn.backend import Backend, namespace_and_device, namespace_of
@@ -26,20 +24,17 @@ from portable_nn.layers._weights import weight_budget
 from . import training_state as state
 from .atomic import PathLike
 from .tensors import DTYPES, Reader, open_file, resolve_backend, save_tensors, short
+from .training_state import OPTIMIZER
 
 FORMAT = "portable_nn"
 FORMAT_VERSION = "1"
-OPTIMIZER = "optimizer/"  # name prefix of optimizer tensors
-JSON_FIELDS = ("model_config", "compile_config", "optimizer_state", "training_state")
-MAX_JSON_CHARS, MAX_JSON_DEPTH = 2**20, 32  # per field; a nested Sequential adds 3 levels
-MAX_CLASSES = 2048  # objects named by "class_name" per field: building n layers costs O(n²) today
 
 
-def _metadata(content: str) -> dict[str, str]:
+def _metadata(content: str, fields: dict[str, str] | None = None) -> dict[str, str]:
     from portable_nn import __version__
 
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "content": content,
-            "portable_nn_version": __version__}  # fmt: skip
+    ours = {"format": FORMAT, "format_version": FORMAT_VERSION, "content": content}
+    return {**ours, "portable_nn_version": __version__, **(fields or {})}
 
 
 def _require_built(model: Any, what: str) -> None:
@@ -50,33 +45,34 @@ def _require_built(model: Any, what: str) -> None:
         )
 
 
-def _check_ours(reader: Reader) -> dict[str, str]:
-    """The metadata of a portable_nn checkpoint this version reads; ``ValueError`` otherwise."""
-    path, metadata = reader.path, reader.metadata
+def _check_ours(metadata: dict[str, str]) -> None:
+    """``ValueError`` unless ``metadata`` marks a portable_nn checkpoint this version reads."""
     if metadata.get("format") != FORMAT:
         raise ValueError(
-            f"{path!r} is a safetensors file but not a portable_nn checkpoint (no "
-            f"format={FORMAT!r} in its metadata); read foreign files with pnn.io.load_tensors"
+            f"not a portable_nn checkpoint (no format={FORMAT!r} in its metadata); read other "
+            "safetensors files with pnn.io.load_tensors"
         )
     version = metadata.get("format_version", "")
     if not (version.isascii() and version.isdigit() and len(version) < 9):
-        raise ValueError(f"{path!r}: format_version {short(repr(version))} is not a number")
+        raise ValueError(f"format_version {short(repr(version))} is not a number")
     if int(version) > int(FORMAT_VERSION):
         raise ValueError(
-            f"{path!r} was written in checkpoint format {version}; this portable_nn reads "
-            f"format {FORMAT_VERSION} and older: upgrade portable_nn"
+            f"written in checkpoint format {version}; this portable_nn reads format "
+            f"{FORMAT_VERSION} and older: upgrade portable_nn"
         )
-    return metadata
 
 
-def _check_fit(reader: Reader, own: dict[str, Any], names: list[str]) -> None:
-    """Names, shapes and dtypes in the header against the model's ``own`` arrays."""
+def _load_state(reader: Reader, model: Any, allow_nonfinite: bool) -> None:
+    """The file's model tensors into ``model``: names, shapes and dtypes checked against
+    ``model.state_dict()`` from the header, then every tensor read, then all assigned."""
+    own = model.state_dict()
+    names = [n for n in reader.names if not n.startswith(OPTIMIZER)]
     present = set(names)
     missing, unexpected = [k for k in own if k not in present], [k for k in names if k not in own]
     if missing or unexpected:
         raise ValueError(
-            f"{reader.path!r} does not fit the model: missing tensors {missing[:10]}, "
-            f"unexpected tensors {unexpected[:10]}"
+            f"the file does not fit the model: missing tensors {missing[:10]}, unexpected "
+            f"tensors {unexpected[:10]}"
             + (" (the first 10)" if max(len(missing), len(unexpected)) > 10 else "")
         )
     for name, value in own.items():
@@ -87,7 +83,9 @@ def _check_fit(reader: Reader, own: dict[str, Any], names: list[str]) -> None:
             problem = f"dtype {DTYPES[code]}, the model expects {value.dtype}"
         else:
             continue
-        raise ValueError(f"{reader.path!r}: tensor {name!r} has {problem}")
+        raise ValueError(f"tensor {name!r} has {problem}")
+    if own:
+        model.load_state_dict({n: reader.read(n, allow_nonfinite) for n in own})
 
 
 def save_weights(model: Any, path: PathLike, *, overwrite: bool = True) -> None:
@@ -107,11 +105,8 @@ def load_weights(model: Any, path: PathLike, *, allow_nonfinite: bool = False) -
     own = model.state_dict()
     xp, device = namespace_and_device(*own.values()) if own else (None, None)
     with open_file(path, xp, device) as reader:
-        _check_ours(reader)
-        _check_fit(reader, own, [n for n in reader.names if not n.startswith(OPTIMIZER)])
-        weights = {n: reader.read(n, xp, device, allow_nonfinite) for n in own}
-    if own:
-        model.load_state_dict(weights)
+        _check_ours(reader.metadata)
+        _load_state(reader, model, allow_nonfinite)
 
 
 def save_model(
@@ -126,13 +121,9 @@ def save_model(
     include_optimizer : also store the optimizer's state and step (needed to resume training).
     overwrite : when False an existing ``path`` raises ``FileExistsError``.
     """
-    metadata = {**_metadata("model"), "model_config": json.dumps(model.get_config())}
-    tensors = dict(model.state_dict())
-    metadata.update(state.describe(model))
-    if include_optimizer and getattr(model, "optimizer", None) is not None:
-        arrays, metadata["optimizer_state"] = state.optimizer_state(model.optimizer)
-        tensors.update({OPTIMIZER + k: v for k, v in arrays.items()})
-    save_tensors(path, tensors, metadata, overwrite=overwrite)
+    fields, optimizer = state.describe(model, include_optimizer)
+    tensors = {**model.state_dict(), **optimizer}
+    save_tensors(path, tensors, _metadata("model", fields), overwrite=overwrite)
 
 
 def load_model(
@@ -154,77 +145,32 @@ def load_model(
     allow_nonfinite : accept NaN/inf in stored tensors (refused by default).
     custom_objects : user functions by name (custom metric functions) for rebuilding.
 
-    Any problem with the file raises ``ValueError`` naming the tensor or the field.
+    Any problem with the file raises ``ValueError`` naming the path and the tensor or field.
     """
     target = resolve_backend(backend)
     with open_file(path, target.xp, target.device) as reader:
-        path, metadata = reader.path, _check_ours(reader)
+        metadata = reader.metadata
+        _check_ours(metadata)
         if metadata.get("content") != "model":
             raise ValueError(
-                f"{path!r} holds weights only, without an architecture; build the model and "
-                "call load_weights instead"
+                "it holds weights only, without an architecture; build the model and call "
+                "load_weights instead"
             )
-        if "model_config" not in metadata:
-            raise ValueError(f"{path!r}: the metadata has no 'model_config'")
-        fields = {k: _json_field(path, metadata, k) for k in JSON_FIELDS if k in metadata}
-        names = [n for n in reader.names if not n.startswith(OPTIMIZER)]
-        infos = [reader.info(n) for n in names]
-        target = state.backend_for(target, [DTYPES[code] for code, _ in infos])
+        fields = state.read_fields(metadata)
+        infos = [reader.info(n) for n in reader.names if not n.startswith(OPTIMIZER)]
+        floats = {DTYPES[code] for code, _ in infos} & {"float16", "float32", "float64"}
+        if floats in ({"float32"}, {"float64"}):  # the saved weights' dtype (float64 stays so)
+            target = target.placed(dtype=floats.pop())
         with weight_budget(sum(math.prod(shape) for _, shape in infos)):
             model_class = metadata.get("model_class", "Sequential")
-            model = state.build_model(path, model_class, fields["model_config"], target)
-        xp, device = target.xp, target.device
-        if names or model.built:
-            _require_built(model, f"load_model({path!r})")
-            _check_fit(reader, model.state_dict(), names)
-            model.load_state_dict({n: reader.read(n, xp, device, allow_nonfinite) for n in names})
-        compiled = compile and state.compile_model(
-            path, model, fields.get("compile_config"), custom_objects
-        )
-        if compiled and "optimizer_state" in fields:
-            slots = _optimizer_slots(reader, model)
-            arrays = {k: reader.read(OPTIMIZER + k, xp, device, allow_nonfinite) for k in slots}
-            state.load_optimizer_state(path, model, fields["optimizer_state"], arrays)
-        state.restore_training(path, model, fields.get("training_state"))
+            model = state.build_model(model_class, fields["model_config"], target)
+        if infos or model.built:
+            _require_built(model, "load_model")
+            _load_state(reader, model, allow_nonfinite)
+        if compile and "compile_config" in fields:
+            state.compile_model(model, fields["compile_config"], custom_objects)
+            if "optimizer_state" in fields:
+                scalars = fields["optimizer_state"]
+                state.load_optimizer_state(model, scalars, reader, allow_nonfinite)
+        state.restore_training(model, fields.get("training_state", {}))
     return model
-
-
-def _optimizer_slots(reader: Reader, model: Any) -> list[str]:
-    """Names of the optimizer tensors, each checked to be ``<parameter>.<slot>`` (before any
-    is read: a corrupt file could hold thousands of empty ones)."""
-    params, slots = model.parameters(), getattr(model.optimizer, "slot_names", None)
-    keys = [n[len(OPTIMIZER) :] for n in reader.names if n.startswith(OPTIMIZER)]
-    for key in keys:
-        param, _, slot = key.rpartition(".")
-        if param not in params or (isinstance(slots, tuple) and slot not in slots):
-            raise ValueError(
-                f"{reader.path!r}: the optimizer state does not fit: tensor "
-                f"{short(repr(OPTIMIZER + key))} is no slot {slots} of a parameter"
-            )
-    return keys
-
-
-STRINGS, NOT_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"'), re.compile(r"[^][{}]+")
-INNERMOST = re.compile(r"\[\]|\{\}")
-
-
-def _json_field(path: str, metadata: dict[str, str], name: str) -> Any:
-    """Metadata field ``name`` as JSON, refusing huge or deeply nested values (checked on the
-    text, in C: walking a parsed 1 MB list in Python would take longer than loading a model)."""
-    text, where = metadata[name], f"{path!r}: metadata field {name!r}"
-    if len(text) > MAX_JSON_CHARS:
-        raise ValueError(f"{where} holds {len(text)} characters, over the limit {MAX_JSON_CHARS}")
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # bad JSON, too many digits, too deep
-        raise ValueError(f"{where} is not valid JSON: {short(exc)}") from None
-    if (classes := text.count('"class_name"')) > MAX_CLASSES:
-        raise ValueError(
-            f"{where} names {classes} objects (layers...), over the limit {MAX_CLASSES}"
-        )
-    brackets = NOT_BRACKETS.sub("", STRINGS.sub("", text))
-    for _ in range(MAX_JSON_DEPTH):  # each pass removes one level of nesting
-        brackets = INNERMOST.sub("", brackets)
-    if brackets:
-        raise ValueError(f"{where} nests deeper than {MAX_JSON_DEPTH} levels")
-    return value

@@ -2,10 +2,14 @@
 
 Writing: host copies -> ``safetensors.numpy.save`` -> :func:`atomic_open`, so a file saved from
 PyTorch, JAX, CuPy or array-api-strict is the same bytes as one saved from NumPy. Reading:
-``safe_open`` validates the header (dtypes, shapes, offsets, data covering the file exactly);
-callers check names, shapes and dtypes (:meth:`Reader.info`) before :meth:`Reader.read` reads a
-tensor and checks its values. Torch arrays for an accelerator load straight onto it; the rest
-go through NumPy. Any problem with a file is a ``ValueError`` naming the path. No pickle.
+our header length limit, then ``safe_open`` validates the header (dtypes, shapes, offsets, data
+covering the file exactly); callers check names, shapes and dtypes (:meth:`Reader.info`) before
+:meth:`Reader.read` reads a tensor and checks its values. Torch arrays for an accelerator load
+straight onto it; the rest go through NumPy. No pickle.
+
+Errors: inside ``with open_file(path)`` every ``ValueError`` (what safetensors and NumPy raise
+on a corrupt file is turned into one by :func:`reraise`, as is what a corrupt config provokes)
+leaves as ``ValueError("cannot load '<path>': ...")``, so messages inside never name the path.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import array_api_compat
 import numpy as np
 import safetensors
 import safetensors.numpy
+from safetensors import SafetensorError
 
 from portable_nn.backend import Backend, arrays, get_backend, make_backend, to_numpy
 
@@ -31,14 +36,27 @@ CODES = "BOOL U8 I8 U16 I16 F16 U32 I32 F32 U64 I64 F64 C64".split()
 NAMES = "bool uint8 int8 uint16 int16 float16 uint32 int32 float32 uint64 int64 float64 complex64"
 DTYPES = dict(zip(CODES, NAMES.split()))  # safetensors code -> NumPy / array-API dtype name
 MAPPED_DEVICES = ("cpu",)  # where safetensors' torch tensors are views of its memory map
-# what safetensors (or NumPy under it) raises on a corrupt file
-FILE_ERRORS = (safetensors.SafetensorError, ValueError, TypeError, OverflowError, LookupError)
+# what safetensors and NumPy raise on a corrupt file, and constructors and ``get`` functions on
+# a corrupt config (a MemoryError or RecursionError is no file problem: our limits rule them out)
+ERRORS = (SafetensorError, ArithmeticError, AttributeError, LookupError, TypeError, ValueError)
 
 
 def short(value: object, limit: int = 300) -> str:
     """``str(value)`` cut to ``limit`` characters (corrupt files make long messages)."""
     text = str(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+@contextlib.contextmanager
+def reraise(what: str = "", hint: str = "", kinds: tuple[type, ...] = ERRORS) -> Iterator[None]:
+    """Report ``kinds`` raised inside as ``ValueError(f"{what}: {detail}{hint}")``; the detail
+    names the exception's type unless it is a ``ValueError`` or ``SafetensorError``."""
+    try:
+        yield
+    except kinds as exc:
+        plain = isinstance(exc, (ValueError, SafetensorError))
+        detail = short(exc) if plain else f"{type(exc).__name__}: {short(exc)}"
+        raise ValueError(f"{what}: {detail}{hint}" if what else detail + hint) from None
 
 
 def save_tensors(
@@ -54,18 +72,16 @@ def save_tensors(
     ----------
     path : destination; replaced only once the new file is complete and synced to disk.
     tensors : ``{name: array}``; arrays are copied to the host first.
-    metadata : optional ``{str: str}`` stored in the header's ``__metadata__``.
+    metadata : optional ``{str: str}`` stored in the header's ``__metadata__`` (``TypeError``
+        from safetensors otherwise).
     overwrite : when False an existing ``path`` raises ``FileExistsError``.
     """
-    for key, value in (metadata or {}).items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(f"metadata must map str to str; got {key!r}: {type(value).__name__}")
     host = {}
     for name, value in tensors.items():
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise ValueError(f"tensor names must be non-empty strings but '__metadata__'; {name!r}")
         host[name] = np.asarray(to_numpy(value), order="C")  # contiguous, 0-d stays 0-d
-        if host[name].dtype.kind == "V" or host[name].dtype.name not in NAMES.split():
+        if host[name].dtype.name not in DTYPES.values():
             raise TypeError(
                 f"tensor {name!r} has dtype {host[name].dtype}, which the safetensors format "
                 f"cannot store; supported: {NAMES}"
@@ -76,10 +92,11 @@ def save_tensors(
 
 
 class Reader:
-    """An open safetensors file: ``path``, ``names``, ``metadata``, :meth:`info`, :meth:`read`."""
+    """An open safetensors file: ``path``, ``names``, ``metadata``, :meth:`info`, and
+    :meth:`read` into the namespace ``xp`` and ``device`` given to :func:`open_file`."""
 
-    def __init__(self, path: str, handle: Any) -> None:
-        self.path, self._handle = path, handle
+    def __init__(self, path: str, handle: Any, xp: ModuleType | None, device: Any) -> None:
+        self.path, self._handle, self.xp, self.device = path, handle, xp, device
         self.names: list[str] = handle.offset_keys()
         self.metadata: dict[str, str] = handle.metadata() or {}
 
@@ -88,71 +105,59 @@ class Reader:
         piece = self._handle.get_slice(name)  # ``name`` is one of ``names``: nothing can fail
         code, shape = piece.get_dtype(), tuple(piece.get_shape())
         if code not in DTYPES:
-            raise ValueError(
-                f"cannot load {self.path!r}: tensor {name!r} has dtype {code!r}, which "
-                f"portable_nn does not read; supported: {', '.join(CODES)}"
-            )
+            supported = ", ".join(CODES)
+            raise ValueError(f"tensor {name!r} has dtype {code!r}; portable_nn reads {supported}")
         return code, shape
 
-    def read(self, name: str, xp: ModuleType, device: Any, allow_nonfinite: bool) -> Any:
-        """Tensor ``name`` in namespace ``xp`` on ``device`` with its dtype, values checked:
-        BOOL bytes other than 0/1 and (unless ``allow_nonfinite``) NaN/inf are refused."""
-        code = self.info(name)[0]
-        dtype = getattr(xp, DTYPES[code], None)
-        if dtype is None:
-            raise ValueError(
-                f"tensor {name!r}: dtype {DTYPES[code]} does not exist in {xp.__name__}"
-            )
-        try:
+    def read(self, name: str, allow_nonfinite: bool) -> Any:
+        """Tensor ``name`` with its dtype, values checked: BOOL bytes other than 0/1 and (unless
+        ``allow_nonfinite``) NaN/inf are refused."""
+        code, xp = self.info(name)[0], self.xp
+        if (dtype := getattr(xp, DTYPES[code], None)) is None:
+            raise ValueError(f"tensor {name!r} has dtype {DTYPES[code]}, which {xp.__name__} lacks")
+        with reraise():
             value = self._handle.get_tensor(name)
-        except FILE_ERRORS as exc:
-            raise ValueError(f"cannot load {self.path!r}: {short(exc)}") from None
         vxp = xp if array_api_compat.is_torch_array(value) else np  # loaded on the device
-        problem = None
         if code == "BOOL" and math.prod(value.shape) and int(vxp.max(value.view(vxp.uint8))) > 1:
-            problem = "holds BOOL bytes other than 0 and 1"
-        elif not allow_nonfinite and code[0] in "FC":
+            raise ValueError(f"tensor {name!r} holds BOOL bytes other than 0 and 1")
+        if not allow_nonfinite and code[0] in "FC":
             if bad := int(vxp.sum(vxp.astype(~vxp.isfinite(value), vxp.int64))):
-                problem = f"contains {bad} NaN/inf value(s); pass allow_nonfinite=True to load it"
-        if problem:
-            raise ValueError(f"cannot load {self.path!r}: tensor {name!r} {problem}")
-        value = arrays.host_to(value, xp, device, dtype) if vxp is np else value
+                hint = "pass allow_nonfinite=True to load it"
+                raise ValueError(f"tensor {name!r} contains {bad} NaN/inf value(s); {hint}")
+        value = arrays.host_to(value, xp, self.device, dtype) if vxp is np else value
         if value.dtype != dtype:  # e.g. JAX without jax_enable_x64 turns float64 into float32
+            hint = "for JAX float64, enable jax_enable_x64"
             raise ValueError(
-                f"tensor {name!r}: the backend stored dtype {DTYPES[code]} as {value.dtype} "
-                "(for JAX float64, enable jax_enable_x64)"
+                f"tensor {name!r} of dtype {DTYPES[code]} became {value.dtype} ({hint})"
             )
         return value
 
 
 @contextlib.contextmanager
 def open_file(path: PathLike, xp: ModuleType | None = None, device: Any = None) -> Iterator[Reader]:
-    """A :class:`Reader` on ``path``; torch arrays for an accelerator load straight onto it."""
+    """A :class:`Reader` on ``path`` reading into ``xp`` on ``device``; any ``ValueError`` in the
+    ``with`` block leaves as ``ValueError("cannot load '<path>': ...")``."""
     path = os.fspath(path)
     with open(path, "rb") as file:  # the header length, before safetensors parses anything
         prefix, size = file.read(8), os.fstat(file.fileno()).st_size
     n = int.from_bytes(prefix, "little")
-    problem = None
-    if len(prefix) < 8:
-        problem = f"the file is {size} bytes long, too short for a safetensors header"
-    elif n > MAX_HEADER_BYTES:
-        problem = f"header length {n} exceeds the limit of {MAX_HEADER_BYTES} bytes"
-    elif 8 + n > size:
-        problem = f"header length {n} runs past the end of the file ({size} bytes)"
     torch = xp is not None and array_api_compat.is_torch_namespace(xp)
     direct = torch and str(device) not in MAPPED_DEVICES
     try:
-        if problem:
-            raise ValueError(problem)
-        handle = safetensors.safe_open(
-            path, "pt" if direct else "numpy", str(device) if direct else "cpu"
-        )
-    except FILE_ERRORS as exc:
-        raise ValueError(
-            f"cannot load {path!r}: {short(exc)} (truncated, corrupt or not safetensors)"
-        ) from None
-    with handle:
-        yield Reader(path, handle)
+        with reraise(hint=" (truncated, corrupt or not safetensors)"):
+            if len(prefix) < 8:
+                raise ValueError(f"only {size} bytes, too short for a safetensors header")
+            if n > MAX_HEADER_BYTES:
+                raise ValueError(f"header length {n} exceeds the limit of {MAX_HEADER_BYTES} bytes")
+            if 8 + n > size:
+                raise ValueError(f"header length {n} runs past the end of the file ({size} bytes)")
+            handle = safetensors.safe_open(
+                path, "pt" if direct else "numpy", str(device) if direct else "cpu"
+            )
+        with handle:
+            yield Reader(path, handle, xp, device)
+    except ValueError as exc:
+        raise ValueError(f"cannot load {path!r}: {exc}") from None
 
 
 def read_metadata(path: PathLike) -> dict[str, str]:
@@ -183,4 +188,4 @@ def load_tensors(
     with open_file(path, target.xp, target.device) as reader:
         for name in reader.names:  # every dtype is checked before any data is read
             reader.info(name)
-        return {n: reader.read(n, target.xp, target.device, allow_nonfinite) for n in reader.names}
+        return {n: reader.read(n, allow_nonfinite) for n in reader.names}
