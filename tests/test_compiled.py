@@ -10,7 +10,7 @@ import pytest
 import portable_nn as pnn
 from portable_nn.layers import BatchNormalization, Dense, Dropout
 
-jax = pytest.importorskip("jax")
+jax = pytest.importorskip("jax")  # most tests here are about jax.jit
 
 
 def blobs(n: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -133,3 +133,20 @@ def test_jit_arguments() -> None:
     m.compile(loss="mse", optimizer="sgd", jit=True)  # NumPy model: no compiled step
     with pytest.raises(ValueError, match="jit=True"):
         m.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0)
+
+
+def test_torch_compile_when_asked_equals_eager() -> None:
+    """``jit=True`` on torch: the same pure step through ``torch.compile`` (slow to compile,
+    off by default)."""
+    pytest.importorskip("torch")
+    x, y = blobs(48)
+    histories = {}
+    for jit in (False, True):
+        with pnn.use_backend("torch"):
+            pnn.seed(0)
+            m = pnn.Sequential([Dense(8, input_dim=6, activation="relu"), Dropout(0.2), Dense(3)])
+        loss = pnn.losses.SparseCategoricalCrossentropy(from_logits=True)
+        m.compile(loss=loss, optimizer=pnn.optimizers.Adam(0.01), jit=jit)
+        histories[jit] = m.fit(x, y, epochs=2, batch_size=16, verbose=0, seed=1).history
+        assert (m._compiled() is not None) == jit
+    np.testing.assert_allclose(histories[True]["loss"], histories[False]["loss"], rtol=1e-5)

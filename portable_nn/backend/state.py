@@ -90,24 +90,30 @@ class Backend:
 
     @property
     def can_jit(self) -> bool:
-        """Whether :meth:`jit` compiles (JAX) rather than returning the function as it is."""
-        return self.name == "jax"
+        """Whether :meth:`jit` compiles: JAX (``jax.jit``) and torch (``torch.compile``)."""
+        return self.name in ("jax", "torch")
 
     def jit(self, fn: Any, donate: tuple[int, ...] = ()) -> Any:
-        """``fn`` compiled for this backend (``jax.jit``; the ``donate`` arguments' buffers are
-        reused for the outputs on accelerators), or ``fn`` itself where nothing compiles."""
-        if not self.can_jit:
-            return fn
-        import jax
+        """``fn`` compiled for this backend: ``jax.jit`` (the ``donate`` arguments' buffers are
+        reused for the outputs on accelerators) or ``torch.compile``; ``fn`` itself elsewhere."""
+        if self.name == "jax":
+            import jax
 
-        return jax.jit(fn, donate_argnums=() if self.is_cpu else donate)
+            return jax.jit(fn, donate_argnums=() if self.is_cpu else donate)
+        if self.name == "torch":
+            import torch
+
+            return torch.compile(fn)
+        return fn
 
     def shapes_of(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)``'s outputs as shape/dtype records, traced without running
-        (``jax.eval_shape``); only where :attr:`can_jit`."""
-        import jax
+        """``fn(*args)``'s outputs, or records of their shapes and dtypes: JAX traces without
+        running (``jax.eval_shape``); the other libraries run ``fn`` once."""
+        if self.name == "jax":
+            import jax
 
-        return jax.eval_shape(fn, *args)
+            return jax.eval_shape(fn, *args)
+        return fn(*args)
 
     def holds(self, array: Any) -> bool:
         """True when ``array`` is already in this backend's namespace and on its device."""
