@@ -30,6 +30,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "GradcheckError": ("portable_nn.grad_check", "GradcheckError"),
     "layers": ("portable_nn.layers", None),
     "Sequential": ("portable_nn.models", "Sequential"),
+    "Input": ("portable_nn.graph", "Input"),
+    "Model": ("portable_nn.graph", "Model"),
     "optimizers": ("portable_nn.optimizers", None),
     "metrics": ("portable_nn.metrics", None),
     "callbacks": ("portable_nn.callbacks", None),

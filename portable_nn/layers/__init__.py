@@ -8,13 +8,27 @@ from typing import Any
 from portable_nn import functional as _functional
 
 # Each module's __all__ is the single list of its public names; this package re-exports them.
-from . import activation, dense, dropout, normalization, reshape
+from . import (
+    activation,
+    convolution,
+    dense,
+    dropout,
+    image,
+    merge,
+    normalization,
+    pooling,
+    reshape,
+)
 from .activation import *  # noqa: F403
 from .activation import Activation
 from .base import LAYER_REGISTRY, Layer, layer_from_config, registered_layers
+from .convolution import *  # noqa: F403
 from .dense import *  # noqa: F403
 from .dropout import *  # noqa: F403
+from .image import *  # noqa: F403
+from .merge import *  # noqa: F403
 from .normalization import *  # noqa: F403
+from .pooling import *  # noqa: F403
 from .reshape import *  # noqa: F403
 
 
@@ -53,6 +67,6 @@ def get(identifier: str | dict[str, Any] | Layer) -> Layer:
     )
 
 
-_MODULES = (activation, dense, dropout, normalization, reshape)
+_MODULES = (activation, convolution, dense, dropout, image, merge, normalization, pooling, reshape)
 __all__ = ["Layer", "get", "layer_from_config"]  # and each module's layer classes (not caches)
 __all__ += sorted(name for m in _MODULES for name in m.__all__ if not name.endswith("Cache"))

@@ -37,17 +37,17 @@ LAYER_REGISTRY: dict[str, type[Layer]] = {}
 # Modules that define built-in layer and model classes. Lookups import them first, so the registry
 # knows every built-in class however the package was imported: a fresh process that only calls
 # ``pnn.load_model`` has never touched ``pnn.Sequential``.
-BUILTIN_LAYER_MODULES = ("portable_nn.layers", "portable_nn.models")
+BUILTIN_LAYER_MODULES = ("portable_nn.layers", "portable_nn.models", "portable_nn.graph")
 
 
 _NAMES_USED: dict[str, int] = {}
 
 
 def default_name(class_name: str) -> str:
-    """Keras-style snake case: ``BatchNormalization`` -> ``batch_normalization``, ``ReLU`` ->
-    ``re_lu``."""
-    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", class_name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+    """Keras's snake case: ``BatchNormalization`` -> ``batch_normalization``, ``ReLU`` ->
+    ``re_lu``, ``Conv2D`` -> ``conv2d``, ``MaxPooling2D`` -> ``max_pooling2d``."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def unique_name(base: str) -> str:
