@@ -1,9 +1,10 @@
-"""The contenders of ``mlp.py``: one training step of a ReLU MLP, three ways.
+"""The contenders of ``mlp.py``: one training step of a ReLU MLP, four ways.
 
 Each contender owns its weights, optimizer state and a copy of the batches, and offers
 ``step()`` (one forward/loss/backward/Adam step on the next batch; returns the loss before the
 update), ``sync()`` (wait for queued device work) and ``weights()`` (host NumPy ``[(W, b)]``
-with ``W`` of shape (in, out), for the correctness check).
+with ``W`` of shape (in, out), for the correctness check). ``compiled`` says whether the step
+runs as one compiled function (``jax.jit``); contenders without it are eager.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class TorchMLP:
         import torch
 
         self.name = f"pytorch-{device}"
+        self.compiled = False
         self.torch = torch
         layers: list[Any] = []
         for i, (w, b) in enumerate(weights):
@@ -86,6 +88,7 @@ class HandwrittenMLP:
 
     def __init__(self, xp: ModuleType, loss: str, weights: list, batches: list) -> None:
         self.name = f"handwritten-{xp.__name__}"
+        self.compiled = False
         self.xp = xp
         self.loss_kind = loss
         self.params = [xp.array(a) for pair in weights for a in pair]  # W0, b0, W1, b1, ...
@@ -186,6 +189,148 @@ class HandwrittenMLP:
     def weights(self) -> list:
         host = [p.get() if hasattr(p, "get") else p.copy() for p in self.params]
         return list(zip(host[0::2], host[1::2]))
+
+
+class HandwrittenJaxMLP:
+    """Plain ``jax.numpy``, the whole step one ``jax.jit`` function: the "how fast can JAX be" bar.
+
+    The maths of :class:`HandwrittenMLP` (forward, softmax cross-entropy from logits with integer
+    labels or MSE, the same hand-written backward, Adam in PyTorch's form with the same
+    constants), written as a pure optax-style update
+    ``step(params, m, v, t, x, y) -> (params, m, v, t, loss)`` and compiled once per batch shape
+    (no optax dependency). Nothing is donated on the CPU (as portable_nn's compiled step), so both
+    allocate the new state each step; on accelerators params, m and v are donated.
+    """
+
+    name = "handwritten-jax-jit"
+    compiled = True
+
+    def __init__(self, loss: str, weights: list, batches: list) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        self.loss_kind = loss
+        self.params = tuple(jnp.asarray(a) for pair in weights for a in pair)
+        self.m = tuple(jnp.zeros_like(p) for p in self.params)
+        self.v = tuple(jnp.zeros_like(p) for p in self.params)
+        self.t = jnp.zeros((), jnp.int32)
+        labels = jnp.int32 if loss == "cross_entropy" else jnp.float32
+        self.batches = [(jnp.asarray(x), jnp.asarray(y, dtype=labels)) for x, y in batches]
+        self.count = 0
+        on_cpu = jax.default_backend() == "cpu"
+        self._step = jax.jit(self._pure_step, donate_argnums=() if on_cpu else (0, 1, 2))
+        self._grads = jax.jit(self._loss_and_grads)
+        self.last: tuple | None = None
+
+    def sync(self) -> None:
+        self.jax.block_until_ready(self.params)
+
+    def step(self) -> Any:
+        x, y = self.batches[self.count % len(self.batches)]
+        self.count += 1
+        if self.last is None:  # the first step's inputs, for grads() (the correctness check)
+            self.last = (tuple(p.copy() for p in self.params), x, y)  # a copy: may be donated
+        self.params, self.m, self.v, self.t, loss = self._step(
+            self.params, self.m, self.v, self.t, x, y
+        )
+        return loss
+
+    # -- the pure functions (traced once by jax.jit) ----------------------------------------
+    def _forward(self, params: tuple, x: Any) -> list:
+        jnp, hidden, n = self.jnp, [x], len(params) // 2
+        for i in range(n):
+            z = hidden[-1] @ params[2 * i] + params[2 * i + 1]
+            hidden.append(jnp.maximum(z, 0.0) if i < n - 1 else z)
+        return hidden
+
+    def _loss(self, out: Any, y: Any) -> tuple[Any, Any]:
+        jnp, batch = self.jnp, out.shape[0]
+        if self.loss_kind == "mse":  # L = mean((out - y)^2), dL/dout = 2 (out - y) / size
+            diff = out - y
+            return jnp.mean(diff * diff), diff * (2.0 / diff.size)
+        # L = mean(logsumexp(out) - out[label]), dL/dout = (softmax(out) - onehot) / batch
+        rows = jnp.arange(batch)
+        shifted = out - jnp.max(out, axis=1, keepdims=True)
+        probs = jnp.exp(shifted)
+        total = jnp.sum(probs, axis=1, keepdims=True)
+        loss = jnp.mean(jnp.log(total[:, 0]) - shifted[rows, y])
+        probs = (probs / total).at[rows, y].add(-1.0)
+        return loss, probs * (1.0 / batch)
+
+    def _backward(self, params: tuple, hidden: list, dz: Any) -> list:
+        n = len(params) // 2
+        grads: list[Any] = [None] * (2 * n)
+        for i in range(n - 1, -1, -1):
+            grads[2 * i] = hidden[i].T @ dz
+            grads[2 * i + 1] = self.jnp.sum(dz, axis=0)
+            if i > 0:
+                dz = (dz @ params[2 * i].T) * (hidden[i] > 0.0)
+        return grads
+
+    def _adam(self, params: tuple, grads: list, m: tuple, v: tuple, t: Any) -> tuple:
+        """PyTorch's Adam: ``p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)``."""
+        jnp, beta1, beta2 = self.jnp, ADAM["beta1"], ADAM["beta2"]
+        t = t + 1
+        tf = t.astype(params[0].dtype)
+        step_size = ADAM["lr"] / (1.0 - beta1**tf)
+        root_bc2 = 1.0 / jnp.sqrt(1.0 - beta2**tf)
+        m = tuple(beta1 * mi + (1.0 - beta1) * g for mi, g in zip(m, grads))
+        v = tuple(beta2 * vi + (1.0 - beta2) * (g * g) for vi, g in zip(v, grads))
+        params = tuple(
+            p - step_size * mi / (jnp.sqrt(vi) * root_bc2 + ADAM["eps"])
+            for p, mi, vi in zip(params, m, v)
+        )
+        return params, m, v, t
+
+    def _loss_and_grads(self, params: tuple, x: Any, y: Any) -> tuple[Any, list]:
+        hidden = self._forward(params, x)
+        loss, dz = self._loss(hidden[-1], y)
+        return loss, self._backward(params, hidden, dz)
+
+    def _pure_step(self, params: tuple, m: tuple, v: tuple, t: Any, x: Any, y: Any) -> tuple:
+        loss, grads = self._loss_and_grads(params, x, y)
+        params, m, v, t = self._adam(params, grads, m, v, t)
+        return params, m, v, t, loss
+
+    # -- checks and analysis ----------------------------------------------------------------
+    def phases(self) -> dict[str, Any]:
+        """Forward, loss, backward and Adam, each its own ``jax.jit`` function (``--phases``);
+        each call waits for its result."""
+        jax, ready = self.jax, self.jax.block_until_ready
+        (x, y), params = self.batches[0], self.params
+        forward = jax.jit(self._forward)
+        loss = jax.jit(self._loss)
+        backward = jax.jit(self._backward)
+        adam = jax.jit(self._adam)
+        hidden = forward(params, x)
+        _, dz = loss(hidden[-1], y)
+        grads = backward(params, hidden, dz)
+        return {
+            "forward": lambda: ready(forward(params, x)),
+            "loss+gradient": lambda: ready(loss(hidden[-1], y)),
+            "backward": lambda: ready(backward(params, hidden, dz)),
+            "optimizer": lambda: ready(adam(params, grads, self.m, self.v, self.t)),
+        }
+
+    def grads(self) -> list:
+        """Gradients of the first step (recomputed from its inputs by the same maths)."""
+        assert self.last is not None, "grads() needs a step first"
+        host = [np.asarray(g) for g in self._grads(*self.last)[1]]
+        return list(zip(host[0::2], host[1::2]))
+
+    def weights(self) -> list:
+        host = [np.asarray(p) for p in self.params]
+        return list(zip(host[0::2], host[1::2]))
+
+
+def jax_unavailable() -> str | None:
+    """Why the JAX contenders cannot run (jax missing), or ``None``."""
+    try:
+        importlib.import_module("jax")
+    except ImportError as exc:
+        return f"jax is not importable ({exc})"
+    return None
 
 
 def portable_unavailable(mode: str) -> str | None:
@@ -308,6 +453,18 @@ class PortableMLP:
         self.optimizer.step(self.model, grads)
         self.last_grads = grads
         return loss
+
+    @property
+    def compiled(self) -> bool:
+        """Whether ``train_step`` runs one compiled (``jax.jit``) function: after the first step
+        the model holds its compiled steps with a train function in them."""
+        if self.mode != "train_step":
+            return False
+        find = getattr(self.model, "_compiled", None)
+        compiled = find() if callable(find) else None
+        return compiled is not None and any(
+            key[0] == "train" for key in getattr(compiled, "cache", {("train",): None})
+        )
 
     def phases(self) -> dict[str, Any]:
         """The parts of :meth:`step` as separate calls on one batch (for ``--phases``)."""

@@ -298,6 +298,7 @@ THREAD_VARIABLES = (
     "MKL_NUM_THREADS",
     "OPENBLAS_CORETYPE",
     "OPENBLAS_L2_SIZE",
+    "XLA_FLAGS",
 )
 
 
@@ -328,6 +329,10 @@ def environment() -> dict[str, Any]:
         if torch.cuda.is_available():
             env["gpu"] = torch.cuda.get_device_name(0)
             env["torch_matmul_allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    if "jax" in sys.modules:
+        jax = sys.modules["jax"]
+        env["jax"] = jax.__version__
+        env["jax_devices"] = [str(device) for device in jax.devices()]
     if "cupy" in sys.modules:
         cupy = sys.modules["cupy"]
         env["cupy"] = cupy.__version__

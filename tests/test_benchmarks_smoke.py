@@ -65,6 +65,39 @@ def test_main_in_process_does_not_import_cupy(
     assert already or "cupy" not in sys.modules
 
 
+def test_cli_quick_run_with_jax(tmp_path: Path) -> None:
+    """The hand-written ``jax.jit`` step passes the check against PyTorch; pnn's JAX train_step
+    runs compiled (and says so), the manual step eagerly; both are compared with the jit step."""
+    pytest.importorskip("jax", reason="the JAX contenders need jax")
+    out = tmp_path / "jax.json"
+    command = [sys.executable, str(BENCH / "mlp.py"), "--quick", "--backend", "numpy,jax"]
+    done = subprocess.run(
+        [*command, "--threads", "1", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "handwritten-jax-jit" in done.stdout and "jit" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["settings"]["jax_threads"] == 1
+    assert document["environment"]["jax"]
+    for model in mlp.MODELS:
+        rows = {r["contender"]: r for r in document["results"] if r["model"] == model}
+        assert {"handwritten-jax-jit", "pnn-jax", "pnn-jax-train_step"} <= set(rows), model
+        assert rows["handwritten-jax-jit"]["compiled"] is True
+        assert rows["pnn-jax-train_step"]["compiled"] is True
+        assert rows["pnn-jax"]["compiled"] is False
+        assert rows["pnn-numpy"]["compiled"] is False
+        for name in ("pnn-jax", "pnn-jax-train_step"):
+            assert rows[name]["handwritten_reference"] == "handwritten-jax-jit"
+            assert rows[name]["ratio_to_handwritten"] > 0
+        checks = document["correctness"][model]
+        assert checks["handwritten-jax-jit"]["ok"], checks
+        assert all(check["ok"] for check in checks.values()), checks
+
+
 class _GradientTimesTwo(_mlp_contenders.HandwrittenMLP):
     """A bug Adam hides: the update ignores the gradient's scale, the gradient check does not."""
 
@@ -91,6 +124,62 @@ def test_correctness_check_catches_wrong_steps(model: str, bug: type) -> None:
     report = mlp.check_against_torch([torch_side, good, bad])
     assert report["handwritten-numpy"]["ok"], report
     assert not report["buggy"]["ok"], report
+
+
+def test_correctness_check_catches_a_wrong_jax_step() -> None:
+    pytest.importorskip("jax", reason="the JAX contenders need jax")
+
+    class WrongJax(_mlp_contenders.HandwrittenJaxMLP):
+        name = "buggy"
+
+        def _loss(self, out, y):
+            loss, grad = super()._loss(out, y)
+            return loss, 2.0 * grad
+
+    spec = mlp.QUICK_MODELS["small"]
+    weights, batches = mlp.make_problem(spec)
+    good = _mlp_contenders.HandwrittenJaxMLP(spec.loss, weights, batches)
+    bad = WrongJax(spec.loss, weights, batches)
+    torch_side = _mlp_contenders.TorchMLP(spec.loss, weights, batches, "cpu")
+    report = mlp.check_against_torch([torch_side, good, bad])
+    assert report["handwritten-jax-jit"]["ok"], report
+    assert not report["buggy"]["ok"], report
+
+
+def test_targets_and_verdicts() -> None:
+    """pnn-numpy: PyTorch and hand-written NumPy targets; pnn-torch-cpu: the PyTorch target;
+    pnn-jax-train_step: 0.8 x the hand-written jax.jit step; judged on paired ratios."""
+    names_seconds = {
+        "pytorch-cpu": 1.0,
+        "handwritten-numpy": 0.5,
+        "handwritten-jax-jit": 0.5,
+        "pnn-numpy": 0.52,  # 1.92 x PyTorch, 0.96 x hand
+        "pnn-torch-cpu": 1.2,  # 0.83 x PyTorch: misses 0.9
+        "pnn-jax": 5.0,  # eager: no target
+        "pnn-jax-train_step": 0.6,  # 0.83 x hand-written jit: meets 0.8
+    }
+    measured = {
+        name: _timing.Measurement(name, 1, 10, seconds=[s, s]) for name, s in names_seconds.items()
+    }
+    args = mlp.parse_args(["--backend", "numpy,torch,jax"])
+    compiled = {"handwritten-jax-jit": True, "pnn-jax-train_step": True}
+    rows = {r["contender"]: r for r in mlp.summarise(mlp.MODELS["small"], measured, args, compiled)}
+    assert rows["pnn-numpy"]["meets_target"] is True
+    assert rows["pnn-torch-cpu"]["target_ratio_to_pytorch"] == 0.9
+    assert rows["pnn-torch-cpu"]["meets_target"] is False
+    assert "target_ratio_to_handwritten" not in rows["pnn-torch-cpu"]
+    jit = rows["pnn-jax-train_step"]
+    assert jit["target_ratio_to_handwritten"] == mlp.JAX_JIT_TARGET == 0.8
+    assert jit["meets_target"] is True and jit["compiled"] is True
+    assert "target_ratio_to_pytorch" not in jit
+    assert "meets_target" not in rows["pnn-jax"] and rows["pnn-jax"]["compiled"] is False
+    table = mlp.format_table(list(rows.values()))
+    assert "PyTorch>=0.9 MISS" in table and "hand>=0.8 ok" in table
+    assert "PyTorch>=0.9 ok, hand>=0.9 ok" in table
+    tiny = mlp.summarise(mlp.MODELS["tiny"], measured, args)
+    assert {r["contender"]: r.get("target_ratio_to_pytorch") for r in tiny}["pnn-torch-cpu"] == 3
+    quick = mlp.summarise(mlp.MODELS["small"], measured, mlp.parse_args(["--quick"]))
+    assert not any("meets_target" in r for r in quick)
 
 
 def test_interleaved_timing_rotates_and_counts() -> None:
