@@ -106,6 +106,21 @@ class Backend:
             return torch.compile(fn)
         return fn
 
+    def scalars(self, values: tuple[float, ...], dtype: Any) -> Any:
+        """Per-step Python floats for a compiled function, as ONE 1-D array of ``dtype``: a
+        NumPy array for JAX (the call moves it: one transfer, no eager dispatch, no retrace),
+        an array on the device elsewhere. The function indexes it back into scalars."""
+        if self.name == "jax":
+            return np.asarray(values, dtype=np.dtype(str(dtype)))
+        return self.xp.asarray(values, dtype=dtype, device=self.device)
+
+    def host_int32(self, rows: Any) -> Any:
+        """Small int32 data for a compiled function: a NumPy array for JAX (the call moves it,
+        no eager dispatch), an array on the device elsewhere."""
+        if self.name == "jax":
+            return np.asarray(rows, dtype=np.int32)
+        return self.xp.asarray(rows, dtype=self.xp.int32, device=self.device)
+
     def shapes_of(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)``'s outputs, or records of their shapes and dtypes: JAX traces without
         running (``jax.eval_shape``); the other libraries run ``fn`` once."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from portable_nn.backend import Backend
+from portable_nn.data import first
 from portable_nn.random import KeyFeed
 
 from .loop import add_sums, batch_sums
@@ -42,6 +43,7 @@ class CompiledStep:
         self.keys: list[str] = []  # the sums in the loop's order (JAX returns sorted dicts)
         self.zeros: dict[str, Any] = {}  # a 0-d zero per sum
         self.cache: dict[tuple[str, int], Any] = {}
+        self.traced = False  # set while a trace runs (the model then holds tracers)
 
     def train(self, x: Any, y: Any, count: int, sums: dict[str, Any]) -> tuple[dict, Any]:
         model, opt = self.model, self.model.optimizer
@@ -51,18 +53,17 @@ class CompiledStep:
             self._record_draws(x)
             if self.order is None:  # a generator the model does not list: stay eager
                 return eager_step(model, x, y, count, sums)
-        xp, dtype = self.backend.xp, next(iter(params.values())).dtype
-        c = tuple(xp.asarray(v, dtype=dtype) for v in opt.next_constants())
+        c = self.backend.scalars(opt.next_constants(), next(iter(params.values())).dtype)
         keys = None
         if self.order:  # the layers' generators now (fit(seed=...) replaces them)
             generators = self._generators()
-            keys = xp.asarray([generators[i].next_keys() for i in self.order], dtype=xp.int32)
+            keys = self.backend.host_int32([generators[i].next_keys() for i in self.order])
         slots = {name: value for name, value in state.items() if name != "step"}
         fn = self._compiled("train", count, self._train, donate=(0, 1, 2))
         sums = sums or self._zeros(fn, params, slots, c, keys, {}, x, y)
         names = list(params)
         params, bufs, new, sums, loss = self._run(fn, params, slots, c, keys, sums, x, y)
-        self._install(params, bufs)
+        self._install(params, bufs)  # the step's outputs (also replaces any tracers)
         # JAX hands dicts back sorted by key: the state keeps the parameters' and slots' order
         opt.record_step({n: {s: new[n][s] for s in slots[n]} for n in names})
         return self._ordered(sums), loss
@@ -74,15 +75,16 @@ class CompiledStep:
         return self._ordered(self._run(fn, params, sums, x, y))
 
     def predict(self, x: Any) -> Any:
-        fn = self._compiled("predict", int(x.shape[0]), self._predict)
+        fn = self._compiled("predict", int(first(x).shape[0]), self._predict)
         return self._run(fn, self.model.parameters(), x)
 
     # -- the pure functions ---------------------------------------------------------------------
     def _train(self, count: int) -> Any:
         model = self.model
 
-        def step(params, bufs, slots, c, keys, sums, x, y):  # type: ignore[no-untyped-def]
+        def step(params, bufs, slots, constants, keys, sums, x, y):  # type: ignore[no-untyped-def]
             self._install(params, bufs)
+            c = tuple(constants[i] for i in range(constants.shape[0]))
             with KeyFeed(keys):
                 y_pred, caches = model.forward(x, training=True)
             loss, dy = model._loss_value_and_gradient(y, y_pred)
@@ -115,18 +117,24 @@ class CompiledStep:
         return fn
 
     def _run(self, fn: Any, params: dict, *args: Any) -> Any:
-        """``fn(params, buffers, *args)``; the model gets its concrete arrays back afterwards
-        (tracing hands it tracers)."""
+        """``fn(params, buffers, *args)``; after a call that traced (the model then holds
+        tracers) or failed, the model gets its concrete arrays back."""
         bufs = self.model.buffers()
+        self.traced = False
         try:
             return fn(params, bufs, *args)
-        finally:
+        except BaseException:
             self._install(params, bufs)
+            raise
+        finally:
+            if self.traced:
+                self._install(params, bufs)
 
     def _generators(self) -> list[Any]:
         return [layer.generator for _, layer in self.model._layers_with_generators()]
 
     def _install(self, params: dict, bufs: dict) -> None:
+        self.traced = True  # inside a trace: the model now holds tracers
         self.model.assign_parameters(params)
         self.model.assign_buffers(bufs)
 
