@@ -1,5 +1,512 @@
-"""(being written for issue 9: pnn.Input, pnn.Model)"""
+"""Graph models (Keras's functional API): ``Input`` gives a symbolic tensor, calling a layer on
+symbolic tensors records a node, and ``Model(inputs, outputs)`` runs the nodes between them.
+
+    x = pnn.Input(shape=(8,))
+    h = Dense(16, activation="relu")(x)
+    y = Add()([Dense(16)(h), h])                  # a residual connection
+    model = pnn.Model(x, Dense(1)(y))
+
+Forward runs the nodes in topological order, each layer with the forward of the Layer contract;
+backward runs them in reverse with the chain rule summed over every use:
+
+    dL/dt = sum over the nodes c that read t of (dL/dt through c)   (plus dL/dy if t is an output)
+    dL/dW = sum over the calls of W's layer                         (a shared layer)
+
+A model is itself a layer (it nests, and one model can be called on symbolic tensors inside
+another); its arrays are named ``"<layer name>.<array>"`` (``"conv2d.weight"``).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any, NamedTuple
+
+from portable_nn.backend import device_of, is_array, namespace_of
+from portable_nn.layers.base import (
+    Layer,
+    Shape,
+    Symbolic,
+    format_shape,
+    is_symbolic,
+    layer_from_config,
+    unique_name,
+)
+from portable_nn.models import _Container, _count
+
+
+class SymbolicTensor(Symbolic):
+    """A placeholder with a ``shape`` (batch axis first, ``None``), made by :func:`Input` or by
+    calling a layer; ``node`` is the call that made it (``None`` for an input)."""
+
+    __slots__ = ("index", "name", "node", "shape")
+
+    def __init__(self, shape: Shape, name: str, node: Node | None = None, index: int = 0) -> None:
+        self.shape, self.name, self.node, self.index = tuple(shape), name, node, index
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={format_shape(self.shape)} name={self.name!r}>"
+
+
+class Node(NamedTuple):
+    """One call of ``layer``: its input tensors (``single``: called on one, not on a list) and
+    its outputs (``many``: the layer returns a list, as a model with several outputs does)."""
+
+    layer: Layer
+    args: list[SymbolicTensor]
+    single: bool
+    outputs: list[SymbolicTensor]
+    many: bool
+
+
+def Input(shape: Any, name: str | None = None) -> SymbolicTensor:  # noqa: N802 (Keras's name)
+    """A model input holding samples of ``shape`` (without the batch axis; ``None`` for a size
+    known only at run time): ``pnn.Input(shape=(8, 8, 1))``."""
+    dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if any(
+        d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1) for d in dims
+    ):
+        raise ValueError(f"shape must hold positive ints or None. Received: shape={shape!r}")
+    if name is not None and (not isinstance(name, str) or not name or "." in name):
+        raise ValueError(f"name must be a non-empty string without dots. Received: name={name!r}")
+    return SymbolicTensor((None, *dims), name or unique_name("input_layer"))
+
+
+def call_symbolic(layer: Layer, x: Any) -> Any:
+    """Record ``layer(x)`` on symbolic tensors: build the layer for their shapes (or check a
+    built one fits), and return symbolic outputs of ``layer.compute_output_shape``."""
+    takes_list = getattr(layer, "takes_list", False)
+    args = layer._flat_inputs(x) if isinstance(layer, Model) else x
+    single = isinstance(args, Symbolic)
+    args = [args] if single else list(args)
+    if not all(isinstance(a, SymbolicTensor) for a in args):
+        kinds = [type(a).__name__ for a in args]
+        raise TypeError(f"{layer.name}: cannot mix symbolic tensors and other values: {kinds}")
+    if single == takes_list:
+        wanted = "a list of tensors" if takes_list else "one tensor"
+        raise TypeError(f"{layer.name}: expects {wanted}. Received: {x!r}")
+    shapes: Any = args[0].shape if single else [a.shape for a in args]
+    if not layer.built:
+        layer.build(shapes)
+    elif layer.input_shape is not None and not _fits(layer.input_shape, shapes):
+        raise ValueError(
+            f"{layer.name}: expects inputs of shape {_format(layer.input_shape)}. "
+            f"Received shape {_format(shapes)}"
+        )
+    out = layer.compute_output_shape(shapes)
+    many = isinstance(out, list)
+    node = Node(layer, args, single, [], many)
+    node.outputs.extend(
+        SymbolicTensor(s, layer.name, node, i) for i, s in enumerate(out if many else [out])
+    )
+    outputs = node.outputs if many else node.outputs[0]
+    return layer._pack(outputs) if isinstance(layer, Model) else outputs
+
+
+def _fits(expected: Any, got: Any) -> bool:
+    """Per-sample shapes agree (``None`` matches anything); lists pairwise."""
+    if isinstance(expected, list) or isinstance(got, list):
+        pairs = list(zip(expected, got)) if len(expected) == len(got) else []
+        return bool(pairs) and all(_fits(e, g) for e, g in pairs)
+    return len(expected) == len(got) and all(
+        e is None or g is None or e == g for e, g in zip(expected[1:], got[1:])
+    )
+
+
+def _format(shape: Any) -> str:
+    return ", ".join(map(format_shape, shape)) if isinstance(shape, list) else format_shape(shape)
+
+
+class Step(NamedTuple):
+    """A node compiled to slots: ``values[outs] = layer.forward(values[args])``."""
+
+    layer: Layer
+    args: list[int]
+    single: bool
+    outs: list[int]
+    many: bool
+    skip_dx: bool  # reads model inputs only, and its layer can skip dL/dx
+
+
+class GraphCache(NamedTuple):
+    caches: list[Any]  # one per step
+    dead: dict[int, tuple[int, ...]]  # shapes of values no node reads: their gradient is zero
+
+
+class Model(_Container):
+    """A graph of layers from ``inputs`` to ``outputs`` (symbolic tensors, lists or dicts).
+
+    Parameters
+    ----------
+    inputs : one :func:`Input` tensor, a list of them, or a dict name -> tensor (data then
+        comes as a dict with those keys).
+    outputs : one symbolic tensor, a list, or a dict name -> tensor. Several outputs make
+        ``forward`` return a list and ``backward`` take a list of output gradients.
+    name : model name (default ``"functional"``, then ``"functional_1"``, ... as Keras).
+    seed : seed of ``model.generator`` (shuffling in ``fit``), as for ``Sequential``.
+    """
+
+    def __init__(
+        self, inputs: Any, outputs: Any, name: str | None = None, *, seed: int | None = None
+    ) -> None:
+        name = name or unique_name("functional")
+        self.inputs, self.input_keys = _structure("inputs", inputs)
+        self.outputs, self.output_keys = _structure("outputs", outputs)
+        nodes = _topological(name, self.inputs, self.outputs)
+        self.layers: list[Layer] = list({id(n.layer): n.layer for n in nodes}.values())
+        self._by_name = _names(name, self.inputs, self.layers)
+        self._init_container(name, seed)  # checks done: now the generator draws its seed
+        self._prefixes = [(layer.name + ".", layer) for layer in self.layers]
+        self._compile_plan(nodes)
+        self.built = True
+        self.takes_list = len(self.inputs) > 1
+        self.input_names = self.input_keys or [t.name for t in self.inputs]
+        self.output_names = self.output_keys or _unique([_producer(t) for t in self.outputs])
+        shapes = [t.shape for t in self.inputs]
+        self.input_shape: Any = shapes if self.takes_list else shapes[0]
+
+    def _compile_plan(self, nodes: list[Node]) -> None:
+        """Number every tensor (inputs first) and turn the nodes into :class:`Step`s."""
+        slot = {id(t): i for i, t in enumerate(self.inputs)}
+        self._nodes = nodes
+        for node in nodes:
+            slot.update((id(t), len(slot)) for t in node.outputs)
+        n_in = len(self.inputs)
+        self._steps = []
+        for node in nodes:
+            args = [slot[id(t)] for t in node.args]
+            skip = node.layer.skips_input_grad and all(a < n_in for a in args)
+            outs = [slot[id(t)] for t in node.outputs]
+            self._steps.append(Step(node.layer, args, node.single, outs, node.many, skip))
+        self._out_slots = [slot[id(t)] for t in self.outputs]
+        read = {a for step in self._steps for a in step.args} | set(self._out_slots)
+        self._dead = [s for s in range(len(slot)) if s not in read]
+        self._n_slots = len(slot)
+
+    # -- structure ----------------------------------------------------------------------------
+    def _prefixed(self) -> list[tuple[str, Layer]]:
+        return self._prefixes
+
+    def _child(self, head: str) -> Layer:
+        return self._by_name[head]
+
+    def get_layer(self, name: str) -> Layer:
+        """The layer called ``name`` (``ValueError`` listing the names otherwise)."""
+        if name not in self._by_name:
+            raise ValueError(f"{self.name}: no layer {name!r}; layers: {list(self._by_name)}")
+        return self._by_name[name]
+
+    def _flat_inputs(self, x: Any) -> list[Any] | Any:
+        """The inputs in model order (one when the model has one) from a value, a list or a
+        dict by :attr:`input_names`; ``ValueError`` naming the model for a wrong count."""
+        return _flatten(self.name, "inputs", x, self.input_names)
+
+    def _flat_targets(self, y: Any) -> list[Any] | Any:
+        return _flatten(self.name, "outputs", y, self.output_names)
+
+    def _pack(self, y: Any) -> Any:
+        """Outputs as ``forward`` gives them (one, or a list) in the structure the model was
+        given: one, a list, or a dict by output keys."""
+        if self.output_keys is None:
+            return y
+        return dict(zip(self.output_keys, y if len(self.outputs) > 1 else [y]))
+
+    def build(self, input_shape: Any) -> None:
+        """Already built from its inputs: checks ``input_shape`` fits them."""
+        if not _fits(self.input_shape, input_shape):
+            raise ValueError(
+                f"{self.name}: expects inputs of shape {_format(self.input_shape)}. "
+                f"Received shape {_format(input_shape)}"
+            )
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """Output shape(s) for ``input_shape`` (a list for several inputs): each layer's
+        ``compute_output_shape`` along the graph."""
+        shapes: list[Any] = [None] * self._n_slots
+        shapes[: len(self.inputs)] = input_shape if self.takes_list else [input_shape]
+        for step in self._steps:
+            arg = shapes[step.args[0]] if step.single else [shapes[a] for a in step.args]
+            out = step.layer.compute_output_shape(arg)
+            for s, value in zip(step.outs, out if step.many else [out]):
+                shapes[s] = tuple(value)
+        outs = [shapes[s] for s in self._out_slots]
+        return outs if len(outs) > 1 else outs[0]
+
+    def check_input(self, x: Any) -> list[Any]:
+        """The inputs as a list in model order, after checking their count and shapes."""
+        xs = self._flat_inputs(x)
+        xs = xs if self.takes_list else [xs]
+        for t, a in zip(self.inputs, xs):
+            got = getattr(a, "shape", None)
+            if got is None or not _fits(t.shape, tuple(got)):
+                raise ValueError(
+                    f"{self.name}: input {t.name!r} expects shape {format_shape(t.shape)}. "
+                    f"Received: {format_shape(got) if got is not None else type(a).__name__}"
+                )
+        return xs
+
+    ensure_built = check_input
+
+    # -- running ------------------------------------------------------------------------------
+    def __call__(self, x: Any) -> Any:
+        """Inference (outputs packed as given: one, a list or a dict), or a node on symbolic
+        tensors (the model nested in a bigger graph)."""
+        if is_symbolic(x):
+            return call_symbolic(self, x)
+        return self._pack(self.forward(x)[0])
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, GraphCache]:
+        """Every node in topological order; returns ``(y, cache)``, ``y`` a list for several
+        outputs. ``x``: one array, a list in input order, or a dict by input name."""
+        values: list[Any] = [None] * self._n_slots
+        xs = self.check_input(x)
+        values[: len(xs)] = xs
+        caches = []
+        for layer, args, single, outs, many, _ in self._steps:
+            arg = values[args[0]] if single else [values[a] for a in args]
+            y, cache = layer.forward(arg, training)
+            for s, value in zip(outs, y if many else [y]):
+                values[s] = value
+            caches.append(cache)
+        outputs = [values[s] for s in self._out_slots]
+        dead = {s: tuple(values[s].shape) for s in self._dead}
+        return (outputs if len(outputs) > 1 else outputs[0]), GraphCache(caches, dead)
+
+    def backward(
+        self, dy: Any, cache: GraphCache, input_grad: bool = True
+    ) -> tuple[Any, dict[str, Any]]:
+        """The nodes in reverse: returns ``(dL/dx, {"layer.name": dL/dparam})`` with dL/dx a list
+        for several inputs (``None`` with ``input_grad=False``). ``dy``: one array, or a list
+        (or dict by output name) for several outputs."""
+        dys = self._flat_targets(dy)
+        dys = dys if len(self.outputs) > 1 else [dys]
+        grad: list[Any] = [None] * self._n_slots  # dL/d(value), summed over its readers
+        for s, d in zip(self._out_slots, dys):
+            grad[s] = d if grad[s] is None else grad[s] + d
+        like = dys[0]
+        per_layer: dict[int, dict[str, Any]] = {}
+        for (layer, args, single, outs, many, skip_dx), c in zip(
+            reversed(self._steps), reversed(cache.caches)
+        ):
+            d = (
+                [_or_zeros(grad[s], cache.dead.get(s), like) for s in outs]
+                if many
+                else grad[outs[0]]
+            )
+            for s in outs:
+                grad[s] = None  # every reader has added its part: free it
+            if skip_dx and not input_grad:
+                _, layer_grads = layer.backward(d, c, input_grad=False)
+            else:
+                dx, layer_grads = layer.backward(d, c)
+                for a, g in zip(args, [dx] if single else dx):
+                    grad[a] = g if grad[a] is None else grad[a] + g  # dL/dt sums over readers
+            own = per_layer.setdefault(id(layer), {})
+            for key, value in layer_grads.items():
+                own[key] = value if key not in own else own[key] + value  # shared weights
+        grads = {}
+        for prefix, layer in self._prefixes:
+            for key, value in per_layer.get(id(layer), {}).items():
+                grads[prefix + key] = value
+        if not input_grad:
+            return None, grads
+        dx = [_or_zeros(grad[i], cache.dead.get(i), like) for i in range(len(self.inputs))]
+        return (dx if self.takes_list else dx[0]), grads
+
+    # -- description --------------------------------------------------------------------------
+    def summary(self, print_fn: Any = print) -> str:
+        """Print and return a table: layer, output shape, parameter count, the layers it is
+        connected to (``name[call][output]``, as Keras), and totals."""
+        rows = [("Layer (type)", "Output shape", "Param #", "Connected to")]
+        for t in self.inputs:
+            rows.append((f"{t.name} (InputLayer)", format_shape(t.shape), "0", "-"))
+        refs = self._refs()
+        for layer in self.layers:
+            nodes = [n for n in self._nodes if n.layer is layer]
+            shapes = {_format([t.shape for t in n.outputs]) for n in nodes}
+            inbound = [_ref_text(refs[id(t)]) for n in nodes for t in n.args]
+            count = _count(layer.parameters()) + _count(layer.buffers())
+            shape = shapes.pop() if len(shapes) == 1 else "multiple"
+            rows.append(
+                (f"{layer.name} ({type(layer).__name__})", shape, f"{count:,}", ", ".join(inbound))
+            )
+        return self._table(rows, print_fn)
+
+    # -- configuration ------------------------------------------------------------------------
+    def _refs(self) -> dict[int, list[Any]]:
+        """Each tensor as ``[layer or input name, call number, output number]`` (Keras's
+        ``inbound_nodes`` references)."""
+        refs: dict[int, list[Any]] = {id(t): [t.name, 0, 0] for t in self.inputs}
+        calls: dict[int, int] = {}
+        for node in self._nodes:
+            k = calls[id(node.layer)] = calls.get(id(node.layer), -1) + 1
+            refs.update((id(t), [node.layer.name, k, i]) for i, t in enumerate(node.outputs))
+        return refs
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-friendly: inputs (name, shape), layers (class and config), the calls in
+        topological order (layer name and input references) and the output references."""
+        refs = self._refs()
+        return {
+            "name": self.name,
+            "inputs": [{"name": t.name, "shape": list(t.shape[1:])} for t in self.inputs],
+            "layers": [
+                {"class_name": type(layer).__name__, "config": layer.get_config()}
+                for layer in self.layers
+            ],
+            "nodes": [
+                [n.layer.name, refs[id(n.args[0])] if n.single else [refs[id(t)] for t in n.args]]
+                for n in self._nodes
+            ],
+            "outputs": [refs[id(t)] for t in self.outputs],
+            "input_keys": self.input_keys,
+            "output_keys": self.output_keys,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Model:
+        """Rebuild the graph (fresh weights) from :meth:`get_config`'s output."""
+        inputs = [Input(i["shape"], name=i["name"]) for i in config["inputs"]]
+        tensors = {(t.name, 0, 0): t for t in inputs}
+        layers = [layer_from_config(c["class_name"], c["config"]) for c in config["layers"]]
+        by_name = {layer.name: layer for layer in layers}
+        calls: dict[str, int] = {}
+        for name, arg in config["nodes"]:
+            single = isinstance(arg[0], str)  # one reference, else a list of them
+            args = [tensors[tuple(ref)] for ref in ([arg] if single else arg)]
+            out = by_name[name](args[0] if single else args)
+            first = _structure("outputs", out)[0][0]
+            k = calls[name] = calls.get(name, -1) + 1
+            tensors.update(((name, k, i), t) for i, t in enumerate(first.node.outputs))
+        outputs = [tensors[tuple(r)] for r in config["outputs"]]
+        return cls(
+            _packed(inputs, config.get("input_keys")),
+            _packed(outputs, config.get("output_keys")),
+            name=config.get("name"),
+        )
+
+    def __repr__(self) -> str:
+        return f"Model(inputs={self.input_names}, outputs={self.output_names}, name={self.name!r})"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _structure(what: str, value: Any) -> tuple[list[SymbolicTensor], list[str] | None]:
+    """Tensors as a list, and the dict keys when given a dict (a list of one is one)."""
+    keys = list(value) if isinstance(value, dict) else None
+    items = list(value.values()) if isinstance(value, dict) else value
+    items = list(items) if isinstance(items, (list, tuple)) else [items]
+    if not items or not all(isinstance(t, SymbolicTensor) for t in items):
+        raise TypeError(
+            f"Model {what} must be symbolic tensors (pnn.Input or layer outputs), a list or a "
+            f"dict of them. Received: {what}={value!r}"
+        )
+    return items, keys
+
+
+def _topological(model: str, inputs: list[SymbolicTensor], outputs: list[Any]) -> list[Node]:
+    """The nodes between ``inputs`` and ``outputs``, each after the nodes it reads (iterative
+    depth-first search); ``ValueError`` when an output depends on another input."""
+    if len({id(t) for t in inputs}) != len(inputs) or any(t.node is not None for t in inputs):
+        raise ValueError(f"{model}: inputs must be distinct pnn.Input tensors; got {inputs}")
+    given = {id(t) for t in inputs}
+    order: list[Node] = []
+    done: set[int] = set()
+    stack = [(t.node, False) for t in reversed(outputs) if t.node is not None]
+    for t in outputs:
+        if t.node is None and id(t) not in given:
+            _disconnected(model, None, t, inputs)
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in done:
+            continue
+        if expanded:
+            done.add(id(node))
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for t in reversed(node.args):
+            if t.node is None and id(t) not in given:
+                _disconnected(model, node, t, inputs)
+            if t.node is not None and id(t.node) not in done:
+                stack.append((t.node, False))
+    return order
+
+
+def _disconnected(model: str, node: Node | None, t: SymbolicTensor, inputs: list[Any]) -> None:
+    where = "an output" if node is None else f"layer {node.layer.name!r} (input shape(s) "
+    where += "" if node is None else f"{_format([a.shape for a in node.args])})"
+    raise ValueError(
+        f"{model}: the graph is disconnected: {where} reads input {t.name!r} of shape "
+        f"{format_shape(t.shape)}, which is not among the model's inputs "
+        f"{[i.name for i in inputs]}"
+    )
+
+
+def _names(model: str, inputs: list[Any], layers: list[Layer]) -> dict[str, Layer]:
+    """Layers by name; names must be unique (inputs included) and free of dots."""
+    seen = {t.name for t in inputs}
+    if len(seen) != len(inputs):
+        raise ValueError(f"{model}: input names must be unique: {[t.name for t in inputs]}")
+    by_name = {}
+    for layer in layers:
+        if layer.name in seen or "." in layer.name:
+            raise ValueError(
+                f"{model}: layer names must be unique and without dots (they name the "
+                f"arrays); {layer.name!r} is not"
+            )
+        seen.add(layer.name)
+        by_name[layer.name] = layer
+    return by_name
+
+
+def _producer(t: SymbolicTensor) -> str:
+    return t.name if t.node is None else t.node.layer.name
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Keras's output names: repeated ones get ``_1``, ``_2``..."""
+    out: list[str] = []
+    for name in names:
+        k, candidate = 0, name
+        while candidate in out:
+            k += 1
+            candidate = f"{name}_{k}"
+        out.append(candidate)
+    return out
+
+
+def _packed(tensors: list[Any], keys: list[str] | None) -> Any:
+    return dict(zip(keys, tensors)) if keys is not None else tensors
+
+
+def _flatten(model: str, what: str, data: Any, names: list[str]) -> Any:
+    """``data`` for ``len(names)`` slots as a list in ``names``' order (one value when there
+    is one slot): from a list/tuple or a dict by name. ``ValueError`` naming the model and the
+    counts otherwise."""
+    n = len(names)
+    if isinstance(data, dict):
+        if set(data) != set(names):
+            raise ValueError(f"{model}: expects {what} {names}. Received keys {sorted(data)}")
+        items = [data[k] for k in names]
+    elif isinstance(data, (list, tuple)) and (n > 1 or (len(data) == 1 and is_array(data[0]))):
+        items = list(data)
+    else:
+        items = [data]
+    if len(items) != n:
+        shapes = [format_shape(getattr(a, "shape", ())) for a in items]
+        raise ValueError(
+            f"{model}: expects {n} {what} {names}. Received {len(items)}: shapes {shapes}"
+        )
+    return items if n > 1 else items[0]
+
+
+def _or_zeros(g: Any, shape: tuple[int, ...] | None, like: Any) -> Any:
+    """``g``, or zeros of ``shape`` for a value no node read (its gradient is zero)."""
+    if g is not None or shape is None:
+        return g
+    return namespace_of(like).zeros(shape, dtype=like.dtype, device=device_of(like))
+
+
+def _ref_text(ref: list[Any]) -> str:
+    return f"{ref[0]}[{ref[1]}][{ref[2]}]"
+
+
+__all__ = ["Input", "Model", "SymbolicTensor", "call_symbolic"]

@@ -1,4 +1,5 @@
-"""``Sequential``: a stack of layers that is itself a layer, with a Keras-style training API.
+"""``Sequential``: a stack of layers that is itself a layer, with a Keras-style training API;
+``_Container``: what it shares with graph models (:class:`portable_nn.graph.Model`).
 
 Forward runs the layers in order and keeps one cache per layer; backward runs them in reverse:
 
@@ -14,6 +15,7 @@ call so that buffers rebound by a training forward (BatchNorm) are always curren
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from portable_nn import random as pnn_random
@@ -28,7 +30,148 @@ from portable_nn.layers.base import (
 from portable_nn.training import TrainingMixin
 
 
-class Sequential(TrainingMixin, Layer):
+class _Container(TrainingMixin, Layer):
+    """A model made of layers: their arrays under dotted names (``"<child>.<name>"``), loads,
+    the summary table, files, and the training API. Subclasses give ``layers`` and
+    :meth:`_prefixed` / :meth:`_child` (the child's name: ``"0"`` in a Sequential, the layer's
+    name in a graph model). Names are walked afresh on every call, so buffers rebound by a
+    training forward (BatchNorm) are always current."""
+
+    skips_input_grad = True  # backward(dy, caches, input_grad=False) is supported
+    layers: list[Layer]
+
+    def _init_container(self, name: str, seed: int | None) -> None:
+        self.name = name
+        self.params: dict[str, Any] = {}  # always empty: the arrays live in the layers
+        self.bufs: dict[str, Any] = {}
+        if seed is None:
+            seed = pnn_random.get_generator().host.integers(2**62)
+        self.generator = pnn_random.Generator(seed)
+        self._init_training()
+
+    def _prefixed(self) -> Iterable[tuple[str, Layer]]:
+        """``("0.", layer), ...``: each child with the prefix of its arrays' names."""
+        raise NotImplementedError
+
+    def _child(self, head: str) -> Layer:
+        """The child named ``head`` (the part of an array name before the first dot)."""
+        raise NotImplementedError
+
+    @property
+    def has_training_behaviour(self) -> bool:  # type: ignore[override]
+        """True when some layer behaves differently in training (Dropout, BatchNorm)."""
+        return any(layer.has_training_behaviour for layer in self.layers)
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _collect(self, method: str) -> dict[str, Any]:
+        out = {}
+        for prefix, layer in self._prefixed():
+            for key, value in getattr(layer, method)().items():
+                out[prefix + key] = value
+        return out
+
+    def parameters(self) -> dict[str, Any]:
+        """Trainable arrays of every layer under dotted names (``"0.weight"``)."""
+        return self._collect("parameters")
+
+    def buffers(self) -> dict[str, Any]:
+        """Non-trainable arrays of every layer under dotted names (``"2.running_mean"``)."""
+        return self._collect("buffers")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters and buffers together, in layer order."""
+        return self._collect("state_dict")
+
+    def set_parameters(self, values: dict[str, Any]) -> None:
+        """Replace some or all trainable arrays; every entry is checked before any is assigned."""
+        self._require_built("set_parameters")
+        check_entries(self.name, self.parameters(), values, "parameter")
+        self.assign_parameters(values)
+
+    def assign_parameters(self, values: dict[str, Any], kind: str = "params") -> None:
+        """Unchecked fast path of :meth:`set_parameters` (for arrays made from our own, e.g. by
+        an optimizer update or a compiled step): rebinds ``layer.params[name]`` directly
+        (``layer.bufs[name]`` with ``kind="bufs"``)."""
+        child = self._child
+        for key, value in values.items():
+            head, _, rest = key.partition(".")
+            layer = child(head)
+            if isinstance(layer, _Container):
+                layer.assign_parameters({rest: value}, kind)
+            else:
+                getattr(layer, kind)[rest] = value
+
+    def assign_buffers(self, values: dict[str, Any]) -> None:
+        """Unchecked: rebinds ``layer.bufs[name]`` (see :meth:`assign_parameters`)."""
+        self.assign_parameters(values, "bufs")
+
+    def load_state_dict(self, values: dict[str, Any], strict: bool = True) -> None:
+        """Load parameters and buffers; with ``strict`` every entry must be present.
+
+        Names, shapes, dtypes, namespaces and devices of all entries are checked first, so a
+        bad dict raises ``ValueError`` naming the entry and changes nothing.
+        """
+        self._require_built("load_state_dict")
+        own = self.state_dict()
+        if strict:
+            missing = sorted(set(own) - set(values), key=list(own).index)
+            if missing:
+                raise ValueError(f"{self.name}: state dict is missing {missing}")
+        check_entries(self.name, own, values, "entry")
+        groups: dict[str, dict[str, Any]] = {}
+        for key, value in values.items():
+            head, _, rest = key.partition(".")
+            groups.setdefault(head, {})[rest] = value
+        for head, group in groups.items():
+            self._child(head).load_state_dict(group, strict=False)
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise ValueError(
+                f"{self.name}: {what} needs a built model; call model.build((None, features)) "
+                "or run it on data first"
+            )
+
+    # -- description --------------------------------------------------------------------------
+    def _table(self, rows: list[tuple[str, ...]], print_fn: Any) -> str:
+        """The summary: ``rows`` (a header, then one row per layer) and the parameter totals."""
+        widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        rule = "=" * max(len(line) for line in lines)
+        trainable, frozen = _count(self.parameters()), _count(self.buffers())
+        text = "\n".join(
+            [f'Model: "{self.name}"', rule, lines[0], rule, *lines[1:], rule]
+            + [
+                f"Total params: {trainable + frozen:,}",
+                f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {frozen:,}",
+            ]
+        )
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    # -- files (thin wrappers over portable_nn.io, as Keras's model.save) ------------------------
+    def save(self, path: Any, **kwargs: Any) -> None:
+        """``pnn.save_model(self, path, **kwargs)``: architecture, weights, training state."""
+        from portable_nn.io import save_model
+
+        save_model(self, path, **kwargs)
+
+    def save_weights(self, path: Any, **kwargs: Any) -> None:
+        """``pnn.io.save_weights(self, path, **kwargs)``: parameters and buffers only."""
+        from portable_nn.io import save_weights
+
+        save_weights(self, path, **kwargs)
+
+    def load_weights(self, path: Any, **kwargs: Any) -> None:
+        """``pnn.io.load_weights(self, path, **kwargs)`` into this built model."""
+        from portable_nn.io import load_weights
+
+        load_weights(self, path, **kwargs)
+
+
+class Sequential(_Container):
     """A linear stack of layers: ``Sequential([Dense(16), ReLU(), Dense(1)])``.
 
     Parameters
@@ -39,22 +182,20 @@ class Sequential(TrainingMixin, Layer):
         global generator, so ``pnn.seed(n)`` makes the whole run reproducible.
     """
 
-    skips_input_grad = True  # backward(dy, caches, input_grad=False) is supported
-
     def __init__(
         self, layers: list[Layer] | None = None, name: str | None = None, *, seed: int | None = None
     ) -> None:
-        self.name = name or unique_name("sequential")
-        self.params: dict[str, Any] = {}  # always empty: the arrays live in the layers
-        self.bufs: dict[str, Any] = {}
         self.layers: list[Layer] = []
         self._built = False
-        if seed is None:
-            seed = pnn_random.get_generator().host.integers(2**62)
-        self.generator = pnn_random.Generator(seed)
-        self._init_training()
+        self._init_container(name or unique_name("sequential"), seed)
         for layer in layers or []:
             self.add(layer)
+
+    def _prefixed(self) -> Iterable[tuple[str, Layer]]:
+        return zip(_prefixes(len(self.layers)), self.layers)
+
+    def _child(self, head: str) -> Layer:
+        return self.layers[int(head)]
 
     # -- structure ----------------------------------------------------------------------------
     def add(self, layer: Layer) -> None:
@@ -92,13 +233,13 @@ class Sequential(TrainingMixin, Layer):
         return self._built
 
     @property
-    def has_training_behaviour(self) -> bool:  # type: ignore[override]
-        """True when some layer behaves differently in training (Dropout, BatchNorm)."""
-        return any(layer.has_training_behaviour for layer in self.layers)
-
-    @property
     def input_shape(self) -> Shape | None:
         return self.layers[0].input_shape if self.layers else None
+
+    @property
+    def output_names(self) -> list[str]:
+        """The last layer's name, as Keras names a Sequential's output."""
+        return [self.layers[-1].name] if self.layers else []
 
     def build(self, input_shape: Shape) -> None:
         """Build every layer in turn for inputs of ``input_shape`` (batch axis first)."""
@@ -160,79 +301,6 @@ class Sequential(TrainingMixin, Layer):
                 grads[prefix + key] = value
         return (dy if input_grad else None), grads
 
-    # -- parameters ---------------------------------------------------------------------------
-    def _collect(self, method: str) -> dict[str, Any]:
-        out = {}
-        for prefix, layer in zip(_prefixes(len(self.layers)), self.layers):
-            for key, value in getattr(layer, method)().items():
-                out[prefix + key] = value
-        return out
-
-    def parameters(self) -> dict[str, Any]:
-        """Trainable arrays of every layer under dotted names (``"0.weight"``)."""
-        return self._collect("parameters")
-
-    def buffers(self) -> dict[str, Any]:
-        """Non-trainable arrays of every layer under dotted names (``"2.running_mean"``)."""
-        return self._collect("buffers")
-
-    def state_dict(self) -> dict[str, Any]:
-        """Parameters and buffers together, in layer order."""
-        return self._collect("state_dict")
-
-    def _split(self, values: dict[str, Any]) -> dict[int, dict[str, Any]]:
-        groups: dict[int, dict[str, Any]] = {}
-        for key, value in values.items():
-            index, _, rest = key.partition(".")
-            groups.setdefault(int(index), {})[rest] = value
-        return groups
-
-    def set_parameters(self, values: dict[str, Any]) -> None:
-        """Replace some or all trainable arrays; every entry is checked before any is assigned."""
-        self._require_built("set_parameters")
-        check_entries(self.name, self.parameters(), values, "parameter")
-        self.assign_parameters(values)
-
-    def assign_parameters(self, values: dict[str, Any], kind: str = "params") -> None:
-        """Unchecked fast path of :meth:`set_parameters` (for arrays made from our own, e.g. by
-        an optimizer update or a compiled step): rebinds ``layer.params[name]`` directly
-        (``layer.bufs[name]`` with ``kind="bufs"``)."""
-        layers = self.layers
-        for key, value in values.items():
-            index, _, rest = key.partition(".")
-            layer = layers[int(index)]
-            if isinstance(layer, Sequential):
-                layer.assign_parameters({rest: value}, kind)
-            else:
-                getattr(layer, kind)[rest] = value
-
-    def assign_buffers(self, values: dict[str, Any]) -> None:
-        """Unchecked: rebinds ``layer.bufs[name]`` (see :meth:`assign_parameters`)."""
-        self.assign_parameters(values, "bufs")
-
-    def load_state_dict(self, values: dict[str, Any], strict: bool = True) -> None:
-        """Load parameters and buffers; with ``strict`` every entry must be present.
-
-        Names, shapes, dtypes, namespaces and devices of all entries are checked first, so a
-        bad dict raises ``ValueError`` naming the entry and changes nothing.
-        """
-        self._require_built("load_state_dict")
-        own = self.state_dict()
-        if strict:
-            missing = sorted(set(own) - set(values), key=list(own).index)
-            if missing:
-                raise ValueError(f"{self.name}: state dict is missing {missing}")
-        check_entries(self.name, own, values, "entry")
-        for index, group in self._split(values).items():
-            self.layers[index].load_state_dict(group, strict=False)
-
-    def _require_built(self, what: str) -> None:
-        if not self.built:
-            raise ValueError(
-                f"{self.name}: {what} needs a built model; call model.build((None, features)) "
-                "or run it on data first"
-            )
-
     # -- description --------------------------------------------------------------------------
     def summary(self, print_fn: Any = print) -> str:
         """Print and return a table: layer, type, output shape, parameter count, and totals."""
@@ -250,21 +318,7 @@ class Sequential(TrainingMixin, Layer):
                     f"{count:,}",
                 )
             )
-        widths = [max(len(row[c]) for row in rows) for c in range(4)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-        rule = "=" * max(len(line) for line in lines)
-        trainable, frozen = _count(self.parameters()), _count(self.buffers())
-        text = "\n".join(
-            [f'Model: "{self.name}"', rule, lines[0], rule, *lines[1:], rule]
-            + [
-                f"Total params: {trainable + frozen:,}",
-                f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {frozen:,}",
-            ]
-        )
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        return self._table(rows, print_fn)
 
     # -- configuration ------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -284,25 +338,6 @@ class Sequential(TrainingMixin, Layer):
             layer_from_config(item["class_name"], item["config"]) for item in config["layers"]
         ]
         return cls(layers, name=config.get("name"))
-
-    # -- files (thin wrappers over portable_nn.io, as Keras's model.save) ------------------------
-    def save(self, path: Any, **kwargs: Any) -> None:
-        """``pnn.save_model(self, path, **kwargs)``: architecture, weights, training state."""
-        from portable_nn.io import save_model
-
-        save_model(self, path, **kwargs)
-
-    def save_weights(self, path: Any, **kwargs: Any) -> None:
-        """``pnn.io.save_weights(self, path, **kwargs)``: parameters and buffers only."""
-        from portable_nn.io import save_weights
-
-        save_weights(self, path, **kwargs)
-
-    def load_weights(self, path: Any, **kwargs: Any) -> None:
-        """``pnn.io.load_weights(self, path, **kwargs)`` into this built model."""
-        from portable_nn.io import load_weights
-
-        load_weights(self, path, **kwargs)
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)

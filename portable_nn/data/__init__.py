@@ -13,7 +13,7 @@ from typing import Any
 from portable_nn.backend import Backend, backend_of, get_backend
 
 from .arrays import DEVICE_FRACTION, DEVICE_LIMIT_BYTES, ArrayData, one_ahead
-from .checks import CHECK_CHUNK_BYTES, check_shapes, is_labels, value_checks
+from .checks import CHECK_CHUNK_BYTES, as_list, check_shapes, each, first, is_labels, value_checks
 from .stream import BatchStream, is_stream
 
 
@@ -30,8 +30,11 @@ __all__ = [
     "DEVICE_LIMIT_BYTES",
     "ArrayData",
     "BatchStream",
+    "as_list",
     "backend_of_model",
     "check_shapes",
+    "each",
+    "first",
     "is_labels",
     "is_stream",
     "one_ahead",

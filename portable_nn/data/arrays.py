@@ -20,6 +20,7 @@ Shuffling: each epoch draws one permutation on the host, ``generator.host.permut
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -29,7 +30,7 @@ from portable_nn.backend import namespace_of as _namespace_of
 from portable_nn.random import Generator
 from portable_nn.validation import Check
 
-from .checks import value_checks
+from .checks import as_list, each, first, value_checks
 
 DEVICE_FRACTION = 0.25  # of an accelerator's free memory, for data kept there whole
 DEVICE_LIMIT_BYTES = 1 << 30  # when the library cannot report free memory
@@ -57,7 +58,8 @@ class ArrayData:
 
     ``resident``: the arrays live on ``backend`` (batches are slices or ``take``s there);
     otherwise they are host NumPy arrays and each batch is moved when used (``prefetch``: one
-    batch ahead, asynchronously where possible).
+    batch ahead, asynchronously where possible). ``x`` and ``y`` may be lists of arrays (a
+    model's several inputs or outputs): batches are then lists too.
     """
 
     def __init__(
@@ -65,12 +67,12 @@ class ArrayData:
     ) -> None:
         self.x, self.y, self.backend = x, y, backend
         self.resident, self.prefetch = resident, prefetch
-        self.n = int(x.shape[0])
+        self.n = int(first(x).shape[0])
 
     @classmethod
     def from_inputs(cls, x: Any, y: Any, backend: Backend) -> ArrayData:
         """Place ``x`` (and ``y`` unless None) for ``backend`` (see the module docstring)."""
-        host = [a for a in (x, y) if a is not None and _is_host(a)]
+        host = [a for part in (x, y) if part is not None for a in as_list(part) if _is_host(a)]
         if host and not backend.is_cpu:
             free = backend.free_memory()
             limit = DEVICE_LIMIT_BYTES if free is None else int(DEVICE_FRACTION * free)
@@ -80,7 +82,7 @@ class ArrayData:
             return cls(*_host(x, y), backend, resident=False)
         return cls(*_put(x, y, backend), backend, resident=True)
 
-    def value_checks(self, classes: int, what: str = "") -> list[Check]:
+    def value_checks(self, classes: Any, what: str = "") -> list[Check]:
         """NaN/inf and label-range checks of the whole data (host data checked in chunks)."""
         return value_checks(self.x, self.y, classes, host=not self.resident, what=what)
 
@@ -96,8 +98,9 @@ class ArrayData:
         return self._rows(slice(None, cut)), self._rows(slice(cut, None))
 
     def _rows(self, rows: slice) -> ArrayData:
-        y = None if self.y is None else self.y[rows, ...]
-        return ArrayData(self.x[rows, ...], y, self.backend, self.resident, self.prefetch)
+        y = None if self.y is None else each(lambda a: a[rows, ...], self.y)
+        x = each(lambda a: a[rows, ...], self.x)
+        return ArrayData(x, y, self.backend, self.resident, self.prefetch)
 
     def order(self, generator: Generator, shuffle: bool) -> Any:
         """This epoch's sample order: ``None`` (as stored) or a permutation, placed like the
@@ -129,30 +132,27 @@ class ArrayData:
     def _slices(self, batch_size: int, order: Any) -> Iterator[tuple[Any, Any, int]]:
         """Batches where the data is stored (device or host)."""
         x, y, n = self.x, self.y, self.n
-        take = _namespace_of(x).take if self.resident and order is not None else None
+        take = _namespace_of(first(x)).take if self.resident and order is not None else None
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            if order is None:
-                rows: Any = slice(start, stop)
-                xb, yb = x[rows, ...], None if y is None else y[rows, ...]
-            elif take is not None:
-                index = order[start:stop]
-                xb = take(x, index, axis=0)
-                yb = None if y is None else take(y, index, axis=0)
-            else:  # host arrays, host index (a memory map reads just these rows)
-                index = order[start:stop]
-                xb, yb = x[index, ...], None if y is None else y[index, ...]
-            yield xb, yb, stop - start
+            # a slice; or device rows (take); or a host index (a memory map reads just those)
+            rows = slice(start, stop) if order is None else order[start:stop]
+            pick = functools.partial(_pick, rows=rows, take=take)
+            yield each(pick, x), None if y is None else each(pick, y), stop - start
+
+
+def _pick(a: Any, rows: Any, take: Any) -> Any:
+    return a[rows, ...] if take is None else take(a, rows, axis=0)
 
 
 def _host(x: Any, y: Any) -> tuple[Any, Any]:
-    return to_numpy(x), None if y is None else to_numpy(y)
+    return each(to_numpy, x), None if y is None else each(to_numpy, y)
 
 
 def _put(x: Any, y: Any, backend: Backend, asynchronous: bool = False) -> tuple[Any, Any]:
     """``pnn.asarray`` both (floats get the model's dtype; integer labels keep theirs)."""
     move = lambda a: asarray(a, backend=backend, asynchronous=asynchronous)  # noqa: E731
-    return move(x), None if y is None else move(y)
+    return each(move, x), None if y is None else each(move, y)
 
 
 __all__ = ["DEVICE_FRACTION", "DEVICE_LIMIT_BYTES", "ArrayData", "one_ahead"]

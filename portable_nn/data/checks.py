@@ -9,7 +9,7 @@ file-backed array never allocates a temporary of its size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from portable_nn.backend import has_dtype
@@ -18,25 +18,61 @@ from portable_nn.validation import Check, all_finite, labels_in_range
 CHECK_CHUNK_BYTES = 64 << 20
 
 
+def each(fn: Callable[[Any], Any], data: Any) -> Any:
+    """``fn`` of one array, or of each array of a list (a model's several inputs or outputs)."""
+    return [fn(a) for a in data] if isinstance(data, list) else fn(data)
+
+
+def as_list(data: Any) -> list[Any]:
+    """A list of arrays as it is; one array as a list of one."""
+    return data if isinstance(data, list) else [data]
+
+
+def first(data: Any) -> Any:
+    """The array, or the first of a list (every one holds the same samples)."""
+    return data[0] if isinstance(data, list) else data
+
+
+def named(label: str, data: Any) -> list[tuple[str, Any]]:
+    """``[("x", x)]``, or ``[("x[0]", x0), ("x[1]", x1), ...]`` for a list."""
+    if isinstance(data, list):
+        return [(f"{label}[{i}]", a) for i, a in enumerate(data)]
+    return [(label, data)]
+
+
 def check_shapes(x: Any, y: Any, what: str = "") -> None:
-    """x: floating, (samples, features...); y (if given): the same number of samples."""
+    """x: floating, (samples, features...); y (if given): the same number of samples. Either
+    may be a list of arrays (several inputs or outputs), all holding the same samples."""
     prefix = f"{what} " if what else ""
-    if not hasattr(x, "shape") or len(x.shape) < 2:
-        shape = tuple(getattr(x, "shape", ()))
+    n = None
+    for name, a in named("x", x):
+        if not hasattr(a, "shape") or len(a.shape) < 2:
+            shape = tuple(getattr(a, "shape", ()))
+            raise ValueError(
+                f"{prefix}{name} must have shape (samples, features, ...). "
+                f"Received: {name}.shape={shape}"
+            )
+        if int(a.shape[0]) == 0:
+            raise ValueError(
+                f"{prefix}{name} has no samples. Received: {name}.shape={tuple(a.shape)}"
+            )
+        if not has_dtype(a, "real floating"):
+            raise TypeError(
+                f"{prefix}{name} must hold real floating features. Received: dtype={a.dtype}; "
+                "cast it first, e.g. pnn.asarray(x, dtype='float32')"
+            )
+        n = n or (name, a)
+        _same_samples(prefix, n, (name, a))
+    for item in named("y", y) if y is not None else []:
+        _same_samples(prefix, n, item)
+
+
+def _same_samples(prefix: str, reference: Any, item: tuple[str, Any]) -> None:
+    (ref, a), (name, b) = reference, item
+    if len(b.shape) == 0 or b.shape[0] != a.shape[0]:
         raise ValueError(
-            f"{prefix}x must have shape (samples, features, ...). Received: x.shape={shape}"
-        )
-    if int(x.shape[0]) == 0:
-        raise ValueError(f"{prefix}x has no samples. Received: x.shape={tuple(x.shape)}")
-    if not has_dtype(x, "real floating"):
-        raise TypeError(
-            f"{prefix}x must hold real floating features. Received: dtype={x.dtype}; "
-            "cast it first, e.g. pnn.asarray(x, dtype='float32')"
-        )
-    if y is not None and (len(y.shape) == 0 or y.shape[0] != x.shape[0]):
-        raise ValueError(
-            f"{prefix}x and y hold different numbers of samples: "
-            f"x.shape={tuple(x.shape)}, y.shape={tuple(y.shape)}"
+            f"{prefix}{ref} and {name} hold different numbers of samples: "
+            f"{ref}.shape={tuple(a.shape)}, {name}.shape={tuple(b.shape)}"
         )
 
 
@@ -55,16 +91,31 @@ def _chunks(a: Any, host: bool) -> Iterator[Any]:
         yield a if rows >= n else a[start : start + rows, ...]
 
 
-def value_checks(x: Any, y: Any, classes: int, host: bool, what: str = "") -> list[Check]:
-    """Lazy checks: x finite; y finite (floats) or in ``[0, classes)`` (integer labels)."""
+def value_checks(x: Any, y: Any, classes: Any, host: bool, what: str = "") -> list[Check]:
+    """Lazy checks: x finite; y finite (floats) or in ``[0, classes)`` (integer labels).
+    Lists of arrays are checked one by one (``classes``: then one count per output)."""
     prefix = f"{what} " if what else ""
-    found = [c for part in _chunks(x, host) for c in all_finite(f"{prefix}x", part)]
-    if y is not None:  # targets are small next to features: checked whole
-        if is_labels(y, classes):
-            found += labels_in_range(f"{prefix}y", y, classes)
+    found = [
+        c
+        for name, a in named("x", x)
+        for part in _chunks(a, host)
+        for c in all_finite(prefix + name, part)
+    ]
+    counts = classes if isinstance(classes, list) else [classes]
+    for (name, t), k in zip(named("y", y) if y is not None else [], counts):
+        if is_labels(t, k):  # targets are small next to features: checked whole
+            found += labels_in_range(prefix + name, t, k)
         else:
-            found += all_finite(f"{prefix}y", y)
+            found += all_finite(prefix + name, t)
     return found
 
 
-__all__ = ["CHECK_CHUNK_BYTES", "check_shapes", "is_labels", "value_checks"]
+__all__ = [
+    "CHECK_CHUNK_BYTES",
+    "as_list",
+    "check_shapes",
+    "each",
+    "first",
+    "is_labels",
+    "value_checks",
+]

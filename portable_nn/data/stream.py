@@ -21,7 +21,7 @@ from portable_nn.backend import Backend, is_array, to_numpy
 from portable_nn.validation import run_checks
 
 from .arrays import _is_host, _put, one_ahead
-from .checks import check_shapes, value_checks
+from .checks import as_list, check_shapes, first, value_checks
 
 
 def is_stream(x: Any) -> bool:
@@ -34,7 +34,8 @@ def is_stream(x: Any) -> bool:
 class BatchStream:
     """Batches of a source for ``backend``; ``steps`` batches per epoch (None: until the end).
 
-    ``targets``: applied to each ``y`` batch (e.g. (N, 1) labels to (N,)); ``classes``: the
+    ``inputs``/``targets``: applied to each ``x``/``y`` batch as it comes (a model's list or
+    dict of several inputs/outputs to a list of arrays; (N, 1) labels to (N,)); ``classes``: the
     model's outputs, for the label-range check.
     """
 
@@ -46,8 +47,9 @@ class BatchStream:
         self._iterator: Iterator[Any] | None = None
         self._replay: list[Any] = []  # batches read ahead (the dry run's), served first
         self.exhausted = False
-        self.targets: Callable[[Any], Any] = lambda y: y
-        self.classes = 0
+        self.inputs: Callable[[Any], Any] = _host_numpy
+        self.targets: Callable[[Any], Any] = _host_numpy
+        self.classes: Any = 0
         self.what = ""
 
     def steps(self, batch_size: int | None = None) -> int | None:
@@ -61,7 +63,7 @@ class BatchStream:
         """Samples are not known in advance."""
         return None
 
-    def value_checks(self, classes: int, what: str = "") -> list[Any]:
+    def value_checks(self, classes: Any, what: str = "") -> list[Any]:
         """Nothing to check up front: each host batch is checked as it arrives (``classes``
         is kept for its label-range check)."""
         self.classes, self.what = classes, what or self.what
@@ -119,14 +121,18 @@ class BatchStream:
 
     def _place(self, raw: Any) -> tuple[Any, Any, int]:
         xb, yb = _split(raw, self.what)
-        xb, yb = (to_numpy(a) if a is not None and _is_host(a) else a for a in (xb, yb))
+        xb, yb = self.inputs(xb), None if yb is None else self.targets(yb)
         check_shapes(xb, yb, self.what)
-        if yb is not None:
-            yb = self.targets(yb)
-        if _is_host(xb) and (yb is None or _is_host(yb)):  # free on the host: no device sync
+        arrays = as_list(xb) + ([] if yb is None else as_list(yb))
+        if all(_is_host(a) for a in arrays):  # free on the host: no device sync
             run_checks(value_checks(xb, yb, self.classes, host=True, what=self.what))
         xb, yb = _put(xb, yb, self.backend, asynchronous=not self.backend.is_cpu)
-        return xb, yb, int(xb.shape[0])
+        return xb, yb, int(first(xb).shape[0])
+
+
+def _host_numpy(data: Any) -> Any:
+    """Host data (lists, NumPy) as NumPy; arrays of a library as they are."""
+    return to_numpy(data) if _is_host(data) else data
 
 
 def _split(item: Any, what: str) -> tuple[Any, Any]:

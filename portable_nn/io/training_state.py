@@ -30,18 +30,11 @@ INNERMOST = re.compile(r"\[\]|\{\}")
 
 def describe(model: Any, include_optimizer: bool) -> tuple[dict[str, str], dict[str, Any]]:
     """The metadata fields of a model file, and the optimizer's arrays as ``optimizer/`` tensors."""
-    from portable_nn import losses, metrics, optimizers
-
     fields = {"model_class": type(model).__name__, "model_config": json.dumps(model.get_config())}
-    loss, optimizer = getattr(model, "loss", None), getattr(model, "optimizer", None)
-    if loss is not None or optimizer is not None:
-        fields["compile_config"] = json.dumps(
-            {
-                "loss": None if loss is None else losses.serialize(loss),
-                "optimizer": None if optimizer is None else optimizers.serialize(optimizer),
-                "metrics": [metrics.serialize(m) for m in getattr(model, "compiled_metrics", [])],
-            }
-        )
+    compile_config = model.get_compile_config() if hasattr(model, "get_compile_config") else None
+    if compile_config is not None:
+        fields["compile_config"] = json.dumps(compile_config)
+    optimizer = getattr(model, "optimizer", None)
     training: dict[str, Any] = {"epoch": int(getattr(model, "epoch", 0))}
     if hasattr(model, "get_rng_state"):
         training["rng"] = model.get_rng_state()
@@ -101,17 +94,10 @@ def build_model(model_class: str, config: dict[str, Any], target: Backend) -> An
 
 
 def compile_model(model: Any, config: dict[str, Any], custom: dict[str, Any] | None) -> None:
-    """Compile a freshly rebuilt ``model`` as saved."""
-    from portable_nn import losses, metrics, optimizers
-
+    """Compile a freshly rebuilt ``model`` as saved (``model.compile_from_config``)."""
     hint = " (user functions go in load_model(..., custom_objects={name: fn}); or compile=False)"
     with reraise("cannot rebuild the compile settings", hint):
-        loss, optimizer = config.get("loss"), config.get("optimizer")
-        model.compile(
-            loss=None if loss is None else losses.get(loss),
-            optimizer=None if optimizer is None else optimizers.get(optimizer),
-            metrics=[metrics.deserialize(m, custom) for m in config.get("metrics", [])],
-        )
+        model.compile_from_config(config, custom)
 
 
 def load_optimizer_state(

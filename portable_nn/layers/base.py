@@ -43,6 +43,20 @@ BUILTIN_LAYER_MODULES = ("portable_nn.layers", "portable_nn.models", "portable_n
 _NAMES_USED: dict[str, int] = {}
 
 
+class Symbolic:
+    """Marker base of symbolic tensors (``pnn.Input``): calling a layer on them records a node of
+    a graph model instead of computing (see :mod:`portable_nn.graph`)."""
+
+    __slots__ = ()
+
+
+def is_symbolic(x: Any) -> bool:
+    """``x`` is a symbolic tensor, or a list/tuple/dict holding one."""
+    if isinstance(x, (list, tuple, dict)):
+        return any(isinstance(v, Symbolic) for v in (x.values() if isinstance(x, dict) else x))
+    return isinstance(x, Symbolic)
+
+
 def default_name(class_name: str) -> str:
     """Keras's snake case: ``BatchNormalization`` -> ``batch_normalization``, ``ReLU`` ->
     ``re_lu``, ``Conv2D`` -> ``conv2d``, ``MaxPooling2D`` -> ``max_pooling2d``."""
@@ -151,7 +165,12 @@ class Layer:
             require_shape(f"{self.name}: upstream gradient dy", dy, shape)
 
     def __call__(self, x: Any) -> Any:
-        """Inference: ``forward(x, training=False)[0]``."""
+        """Inference: ``forward(x, training=False)[0]``; on symbolic tensors (``pnn.Input``) the
+        call is recorded as a node of a graph model (:func:`portable_nn.graph.call_symbolic`)."""
+        if is_symbolic(x):
+            from portable_nn.graph import call_symbolic
+
+            return call_symbolic(self, x)
         return self.forward(x, training=False)[0]
 
     # -- parameters ---------------------------------------------------------------------------
@@ -240,9 +259,11 @@ __all__ = [
     "LAYER_REGISTRY",
     "Layer",
     "Shape",
+    "Symbolic",
     "check_entries",
     "default_name",
     "format_shape",
+    "is_symbolic",
     "layer_from_config",
     "registered_layers",
     "unique_name",

@@ -102,7 +102,13 @@ def run_predict(model: Any, data: ArrayData, batch_size: int, callbacks: Any) ->
             on_end(step, {"outputs": outputs[-1]})
     if len(outputs) == 1:
         return outputs[0]
-    return namespace_of(outputs[0]).concat(outputs, axis=0)
+    if isinstance(outputs[0], list):  # several outputs: each concatenated
+        return [_concat([batch[i] for batch in outputs]) for i in range(len(outputs[0]))]
+    return _concat(outputs)
+
+
+def _concat(arrays: list[Any]) -> Any:
+    return namespace_of(arrays[0]).concat(arrays, axis=0)
 
 
 __all__ = ["Totals", "add_sums", "batch_sums", "read_logs", "run_epoch", "run_predict", "run_test"]

@@ -1,7 +1,10 @@
 """``compile`` / ``fit`` / ``evaluate`` / ``predict`` / ``train_step`` for a model (Keras-shaped).
 
 The model supplies ``forward(x, training) -> (y, caches)``, ``backward(dy, caches) -> (dx,
-grads)``, ``parameters()``, ``build(shape)``, ``compute_output_shape`` and ``generator``.
+grads)``, ``parameters()``, ``build(shape)``, ``compute_output_shape``, ``generator`` and
+``output_names``; a graph model with several inputs or outputs (``takes_list``, more than one
+output name) takes ``x``/``y`` as lists or dicts (``_flat_inputs``/``_flat_targets`` turn them
+into lists in model order) and returns a list or dict from ``predict`` (``_pack``).
 
 Host syncs: none per batch. Loss and metric sums stay on the device; each epoch reads its logs
 (training and validation together) back with one transfer, the input checks cost one more per
@@ -19,7 +22,15 @@ from portable_nn import random as pnn_random
 from portable_nn import validation
 from portable_nn.backend import is_array, move, namespace_of, to_numpy
 from portable_nn.callbacks import CallbackList
-from portable_nn.data import ArrayData, BatchStream, backend_of_model, check_shapes, is_stream
+from portable_nn.data import (
+    ArrayData,
+    BatchStream,
+    backend_of_model,
+    check_shapes,
+    each,
+    first,
+    is_stream,
+)
 from portable_nn.losses import SparseCategoricalCrossentropy
 
 from . import loop
@@ -50,10 +61,14 @@ def on_model_device(method: Method) -> Method:
 class TrainingMixin(StepsMixin, RngStateMixin):
     """Keras's training API on top of a model's forward/backward (see the module docstring)."""
 
+    takes_list = False  # one input; a graph model with several takes a list
+
     def _init_training(self) -> None:
         self.loss: Any = None
         self.optimizer: Any = None
         self.compiled_metrics: list[Any] = []
+        self.loss_weights: Any = None  # a number, or a list for several outputs
+        self._output_metrics: list[list[Any]] | None = None  # several outputs: per output
         self.jit: bool | str = "auto"
         self._compiled_step: Any = None  # training.compiled.CompiledStep, made on first use
         self.stop_training = False
@@ -81,8 +96,9 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         """Train for ``epochs - initial_epoch`` epochs; returns the :class:`History`.
 
         ``x``, ``y``: arrays of any supported library, NumPy memory maps (read batch by batch),
-        or ``x`` alone as an iterable/generator of ``(x, y)`` batches (``steps_per_epoch``
-        batches per epoch, else until it runs out; Keras's rules, see
+        lists or dicts of them for a model with several inputs or outputs (dicts by input and
+        output name), or ``x`` alone as an iterable/generator of ``(x, y)`` batches
+        (``steps_per_epoch`` batches per epoch, else until it runs out; Keras's rules, see
         :mod:`portable_nn.data.stream`). ``validation_split`` holds out the LAST fraction of
         the samples (before shuffling); ``validation_data`` (arrays ``(x_val, y_val)`` or a
         generator, with ``validation_steps``) takes precedence over it. ``seed`` reseeds the
@@ -195,13 +211,32 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         else:
             if y is None:
                 raise ValueError(f"{what or 'fit/evaluate'}: y is required (targets for the loss)")
-            data = self._arrays(x, y, what)
+            data = self._arrays(self._inputs_of(x), self._targets_of(y), what)
             data.y = self._labels_as_loss_expects(data.y)
         self._dry_run(data, batch_size)
         return data
 
+    def _inputs_of(self, x: Any) -> Any:
+        """``x`` as the data package takes it: an array, or a list of arrays in input order."""
+        x = self._flat_inputs(x)
+        return [_with_shape(a) for a in x] if self.takes_list else _with_shape(x)
+
+    def _targets_of(self, y: Any) -> Any:
+        """``y`` as an array, or a list of arrays in output order (several outputs)."""
+        y = self._flat_targets(y)
+        return [_with_shape(a) for a in y] if len(self.output_names) > 1 else _with_shape(y)
+
+    def _flat_inputs(self, x: Any) -> Any:
+        return x
+
+    def _flat_targets(self, y: Any) -> Any:
+        return y
+
+    def _pack(self, y: Any) -> Any:
+        return y
+
     def _arrays(self, x: Any, y: Any, what: str) -> ArrayData:
-        x, y = _with_shape(x), None if y is None else _with_shape(y)
+        """``x``, ``y`` as :meth:`_inputs_of` and :meth:`_targets_of` give them."""
         check_shapes(x, y, what)
         if not self.built:
             self.build((None, *tuple(x.shape[1:])))
@@ -213,14 +248,15 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         if not self.built:
             self.build((None, *tuple(_with_shape(stream.peek()).shape[1:])))
             stream.backend = backend_of_model(self)
-        stream.targets, stream.what = self._labels_as_loss_expects, what
+        stream.inputs, stream.what = self._inputs_of, what
+        stream.targets = lambda y: self._labels_as_loss_expects(self._targets_of(y))
         return stream
 
     def _labels_as_loss_expects(self, y: Any) -> Any:
         """(N, 1) integer labels become (N,) for sparse cross-entropy (as Keras squeezes)."""
-        if isinstance(self.loss, SparseCategoricalCrossentropy) and tuple(y.shape[1:]) == (1,):
-            return namespace_of(y).reshape(y, (-1,))
-        return y
+        if isinstance(self.loss, list):
+            return [_squeezed(loss, t) for loss, t in zip(self.loss, y)]
+        return _squeezed(self.loss, y)
 
     def _dry_run(self, data: ArrayData, batch_size: int) -> None:
         """Inference forward, loss and metrics on the first batch: catches feature sizes, target
@@ -236,7 +272,8 @@ class TrainingMixin(StepsMixin, RngStateMixin):
 
     def _check_values(self, *datasets: Data | None) -> None:
         """NaN/inf and label range over the whole data, one read-back for everything."""
-        classes = int(self.compute_output_shape(self.input_shape)[-1])
+        shapes = self.compute_output_shape(self.input_shape)
+        classes = each(lambda shape: int(shape[-1]), shapes)
         found = []
         for data, what in zip(datasets, ("", "validation")):
             if data is not None:
@@ -279,12 +316,15 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         data such as lists gives a NumPy array; a generator of batches gives the outputs on
         the model's device)."""
         validation.positive_int("batch_size", batch_size)
-        data = self._stream(x, steps, "") if is_stream(x) else self._arrays(x, None, "")
+        inputs = None if is_stream(x) else self._inputs_of(x)
+        data = self._stream(x, steps, "") if inputs is None else self._arrays(inputs, None, "")
         cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
         cbs.on_predict_begin(None)
         y = loop.run_predict(self, data, batch_size, cbs)
         cbs.on_predict_end(None)
-        return y if is_stream(x) else move(y, _with_shape(x))
+        if inputs is not None:  # back where x was
+            y = each(lambda a: move(a, first(inputs)), y)
+        return self._pack(y)
 
     # -- helpers ------------------------------------------------------------------------------
     def _reseed(self, seed: int) -> None:
@@ -302,6 +342,12 @@ def _callback_list(
     return CallbackList(
         callbacks, model=model, params=params, add_history=add_history, add_progbar=True
     )
+
+
+def _squeezed(loss: Any, y: Any) -> Any:
+    if isinstance(loss, SparseCategoricalCrossentropy) and tuple(y.shape[1:]) == (1,):
+        return namespace_of(y).reshape(y, (-1,))
+    return y
 
 
 def _with_shape(data: Any) -> Any:

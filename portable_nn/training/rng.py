@@ -13,9 +13,10 @@ class RngStateMixin:
 
     def _layers_with_generators(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
         """``("2", dropout), ("1.3", inner_dropout), ...``: layers holding a ``generator``
-        (nested models are walked; their own shuffling generator is unused and skipped)."""
-        for index, layer in enumerate(self.layers):
-            name = f"{prefix}{index}"
+        under their arrays' names (``"dropout"`` in a graph model; nested models are walked,
+        their own shuffling generator is unused and skipped)."""
+        for head, layer in self._prefixed():  # type: ignore[attr-defined]
+            name = prefix + head[:-1]
             if isinstance(layer, RngStateMixin):
                 yield from layer._layers_with_generators(name + ".")
             elif isinstance(getattr(layer, "generator", None), Generator):
