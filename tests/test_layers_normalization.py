@@ -112,6 +112,100 @@ def test_layernorm_matches_torch(backend: Any, shape: tuple[int, ...]) -> None:
     assert layer.buffers() == {}
 
 
+# -- images: statistics over every axis but the channels' ------------------------------------------
+@pytest.mark.parametrize("axis", [1, -1, -3])
+def test_batchnorm_on_images_matches_torch_batchnorm2d(backend: Any, axis: int) -> None:
+    """Channels-first through ``axis=1`` (or -3), channels-last (default ``axis=-1``) through a
+    permute: outputs, all gradients and the running statistics over several steps."""
+    torch = pytest.importorskip("torch")
+    first = axis != -1
+    ref = torch.nn.BatchNorm2d(3, momentum=0.1, eps=1e-5, dtype=torch.float64)
+
+    def to_torch(a: np.ndarray) -> Any:  # ours -> (N, C, H, W)
+        return torch.tensor(a) if first else torch.tensor(a).permute(0, 3, 1, 2)
+
+    def from_torch(t: Any) -> np.ndarray:
+        return (t if first else t.permute(0, 2, 3, 1)).detach().numpy()
+
+    shape = (4, 3, 5, 6) if first else (4, 5, 6, 3)
+    with backend.use("float64"):
+        layer = L.BatchNormalization(axis=axis, input_shape=shape[1:])
+        gamma, beta = _affine(backend, layer, 3)
+        with torch.no_grad():
+            ref.weight.copy_(torch.tensor(gamma))
+            ref.bias.copy_(torch.tensor(beta))
+        for step, training in enumerate([True, True, True, False, True, False]):
+            ref.train(training)
+            x_np, dy_np = _x(shape, seed=step), _x(shape, seed=10 + step)
+            xt = to_torch(x_np).requires_grad_(True)
+            ref.zero_grad()
+            yt = ref(xt)
+            yt.backward(to_torch(dy_np))
+            y, cache = layer.forward(backend.asarray(x_np, "float64"), training=training)
+            dx, grads = layer.backward(backend.asarray(dy_np, "float64"), cache)
+            assert _rel_error(backend.to_numpy(y), from_torch(yt)) <= 1e-10
+            assert _rel_error(backend.to_numpy(dx), from_torch(xt.grad)) <= 1e-10
+            assert _rel_error(backend.to_numpy(grads["gamma"]), ref.weight.grad) <= 1e-10
+            assert _rel_error(backend.to_numpy(grads["beta"]), ref.bias.grad) <= 1e-10
+            stats = layer.buffers()
+            mean_ref, var_ref = ref.running_mean.numpy(), ref.running_var.numpy()
+            assert _rel_error(backend.to_numpy(stats["running_mean"]), mean_ref) <= 1e-10
+            assert _rel_error(backend.to_numpy(stats["running_var"]), var_ref) <= 1e-10
+            for out in (y, dx, *grads.values(), *stats.values()):
+                backend.assert_same_place(out)
+                assert out.dtype == backend.xp.float64
+            assert all(tuple(a.shape) == (3,) for a in (*grads.values(), *stats.values()))
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize(("axis", "shape"), [(1, (3, 2, 4, 3)), (-1, (3, 4, 3, 2)), (2, (2, 3, 4))])
+def test_batchnorm_axis_gradcheck(backend: Any, axis: int, shape: Any, training: bool) -> None:
+    with backend.use("float64"):
+        layer = L.BatchNormalization(axis=axis)
+        layer.build((None, *shape[1:]))
+        features = shape[axis]
+        rng = np.random.default_rng(4)
+        layer.set_parameters(
+            {k: backend.asarray(rng.uniform(0.5, 1.5, features), "float64") for k in layer.params}
+        )
+        layer.forward(backend.asarray(_x(shape, seed=5), "float64"), training=True)
+        result = pnn.gradcheck(layer, backend.asarray(_x(shape), "float64"), training=training)
+        assert result.ok, result.report()
+
+
+def test_batchnorm_axis_config_and_old_configs() -> None:
+    layer = L.BatchNormalization(axis=1, input_shape=(3, 4, 4), name="bn")
+    config = layer.get_config()
+    assert config["axis"] == 1
+    clone = L.layer_from_config("BatchNormalization", config)
+    assert clone.get_config() == config and tuple(clone.bufs["running_mean"].shape) == (3,)
+    assert "axis=1" in repr(clone) and "axis" not in repr(L.BatchNormalization())
+    old = {k: v for k, v in L.BatchNormalization(input_shape=(5,)).get_config().items()}
+    del old["axis"]  # a checkpoint written before the argument existed
+    assert L.layer_from_config("BatchNormalization", old).axis == -1
+    assert "axis" not in L.LayerNormalization().get_config()
+
+
+@pytest.mark.parametrize("axis", [0, "1", 1.0, True, None])
+def test_batchnorm_bad_axis_argument(axis: Any) -> None:
+    with pytest.raises(ValueError, match=f"axis={axis!r}"):
+        L.BatchNormalization(axis=axis)
+
+
+def test_batchnorm_axis_out_of_range_changes_nothing(backend: Any) -> None:
+    layer = L.BatchNormalization(axis=4, name="bn")
+    with pytest.raises(ValueError, match=r"bn: .*axis=4.*\(None, 3, 4, 4\)"):
+        layer.forward(backend.asarray(_x((2, 3, 4, 4)), "float32"), training=True)
+    assert not layer.built and layer.params == {} and layer.bufs == {}
+    with pytest.raises(ValueError, match=r"axis=-4.*\(None, 3, 4, 4\)"):  # the batch axis
+        L.BatchNormalization(axis=-4).build((None, 3, 4, 4))
+    layer = L.BatchNormalization(axis=1, input_shape=(3, 4, 4))
+    before = _snapshot(layer)
+    with pytest.raises(ValueError, match=r"expected input of shape \(None, 3, 4, 4\)"):
+        layer.forward(backend.asarray(_x((2, 4, 4, 3)), "float32"), training=True)
+    _assert_unchanged(layer, before)
+
+
 # -- gradcheck -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("make", "training"),

@@ -14,7 +14,7 @@ from .base import Layer, Shape
 
 
 class DropoutCache(NamedTuple):
-    scale: Any  # mask / (1 - rate): 0 or 1 / (1 - rate) per element; None for the identity
+    scale: Any  # mask / (1 - rate): 0 or 1 / (1 - rate) per mask element; None: the identity
     shape: tuple[int, ...]  # the output's shape, which dy must have
 
 
@@ -62,9 +62,14 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             return x, DropoutCache(None, tuple(x.shape))  # y = x
         xp, device, keep = namespace_of(x), array_api_compat.device(x), 1.0 - self.rate
-        mask = self.generator.bernoulli(tuple(x.shape), keep, xp=xp, device=device)
+        shape = self._mask_shape(tuple(x.shape))  # broadcasts against x
+        mask = self.generator.bernoulli(shape, keep, xp=xp, device=device)
         scale = xp.astype(mask, x.dtype) * (1.0 / keep)  # mask / (1 - rate)
         return x * scale, DropoutCache(scale, tuple(x.shape))  # y = x * mask / (1 - rate)
+
+    def _mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """One draw per element (SpatialDropout2D: per channel of each sample)."""
+        return shape
 
     def backward(self, dy: Any, cache: DropoutCache) -> tuple[Any, dict[str, Any]]:
         self.check_gradient(dy, cache.shape)

@@ -1,7 +1,9 @@
-"""Batch and layer normalization over the feature (last) axis, PyTorch semantics.
+"""Batch and layer normalization, PyTorch semantics.
 
 Both compute ``y = gamma * xhat + beta`` with ``xhat = (x - mean) / sqrt(var + epsilon)``; they
-differ in the axes ``mean`` and ``var`` are taken over (:meth:`_normalize`).
+differ in the axes ``mean`` and ``var`` are taken over (:meth:`_normalize`). ``gamma`` and
+``beta`` have one entry per feature: the last axis (LayerNormalization, BatchNormalization's
+default) or BatchNormalization's ``axis`` (``axis=1`` for channels-first images).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class NormCache(NamedTuple):
 class _Normalization(Layer):
     """Shared parts: argument checks, gamma/beta, forward's affine step, backward, config."""
 
+    axis: int = -1  # the feature axis, which gamma and beta run along
+
     def __init__(
         self,
         epsilon: float = 1e-5,
@@ -42,19 +46,27 @@ class _Normalization(Layer):
         super().__init__(input_shape=input_shape, name=name)
 
     def build(self, input_shape: Shape) -> None:
-        features = input_shape[-1] if len(input_shape) >= 2 else None
+        rank = len(input_shape)
+        feature = self.axis % rank if -rank <= self.axis < rank else 0  # 0: the batch, refused
+        features = input_shape[feature] if feature else None
         if not isinstance(features, int):
             raise ValueError(
-                f"{self.name}: expects inputs (batch, ..., features) with a known feature axis. "
-                f"Received input shape {tuple(input_shape)}"
+                f"{self.name}: expects inputs (batch, ..., features) with a known feature axis "
+                f"(axis={self.axis}). Received input shape {tuple(input_shape)}"
             )
         self.params = {}
         if self.scale:
             self.params["gamma"] = make_weight("ones", (features,))
         if self.center:
             self.params["beta"] = make_weight("zeros", (features,))
-        self._axes = tuple(range(len(input_shape) - 1))  # every axis but the features
+        self._axes = tuple(a for a in range(rank) if a != feature)  # every axis but the features
+        tail = rank - 1 - feature  # axes after the features: (features,) arrays need reshaping
+        self._feature_shape = (features, *[1] * tail) if tail else None
         super().build(input_shape)
+
+    def _along(self, xp: Any, v: Any) -> Any:
+        """A (features,) array shaped to broadcast against the input."""
+        return v if self._feature_shape is None else xp.reshape(v, self._feature_shape)
 
     def _normalize(self, x: Any, training: bool) -> tuple[Any, Any, tuple[int, ...] | None]:
         """``(xhat, 1 / sqrt(var + epsilon), the axes of mean and var or None)``."""
@@ -62,11 +74,13 @@ class _Normalization(Layer):
 
     def forward(self, x: Any, training: bool = False) -> tuple[Any, NormCache]:
         self.ensure_built(x)
+        xp = namespace_of(x)
         xhat, inv_std, axes = self._normalize(x, training)
         gamma = self.params.get("gamma")
+        gamma = None if gamma is None else self._along(xp, gamma)
         y = xhat if gamma is None else xhat * gamma  # y = gamma * xhat + beta
         if self.center:
-            y = y + self.params["beta"]
+            y = y + self._along(xp, self.params["beta"])
         return y, NormCache(xhat, inv_std, gamma, tuple(x.shape), axes)
 
     def backward(self, dy: Any, cache: NormCache) -> tuple[Any, dict[str, Any]]:
@@ -83,8 +97,9 @@ class _Normalization(Layer):
         # gamma * dy and means over ``axes``; over the parameters' axes (BatchNorm) they are the
         # sums above divided by n
         if axes == self._axes:
-            n = math.prod(shape[:-1])
-            return g_scale * (dy - dbeta / n - xhat * (dgamma / n)), grads
+            n = math.prod(shape[a] for a in axes)
+            mean_dy, mean_dyx = self._along(xp, dbeta / n), self._along(xp, dgamma / n)
+            return g_scale * (dy - mean_dy - xhat * mean_dyx), grads
         g = dy if gamma is None else dy * gamma
         mean_g = xp.mean(g, axis=axes, keepdims=True)
         mean_gx = xp.mean(g * xhat, axis=axes, keepdims=True)
@@ -96,10 +111,12 @@ class _Normalization(Layer):
 
 
 class BatchNormalization(_Normalization):
-    """``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` per feature (last axis).
+    """``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` per feature (``axis``).
 
-    Statistics are taken over every axis but the last (the batch axis for ``(batch, features)``
-    inputs). Semantics are PyTorch's ``BatchNorm1d``:
+    Statistics are taken over every axis but ``axis`` (the last by default: the batch axis for
+    ``(batch, features)`` inputs, batch and pixels for channels-last images; ``axis=1`` for
+    channels-first images ``(batch, channels, height, width)``). Semantics are PyTorch's
+    ``BatchNorm1d``/``BatchNorm2d``:
 
     * training (``training=True``): the batch mean and the **biased** batch variance (divide by
       ``n``) normalise; the running buffers are then updated with the **unbiased** variance
@@ -114,7 +131,7 @@ class BatchNormalization(_Normalization):
     were, decided on the device (``xp.where``: no host sync per step); its output and loss are
     NaN for ``TerminateOnNaN`` to see, and ``fit`` refuses non-finite data up front.
     Params ``"gamma"``, ``"beta"`` (features,); buffers ``"running_mean"`` (zeros),
-    ``"running_var"`` (ones).
+    ``"running_var"`` (ones), (features,) too. ``axis`` may not be the batch axis (0).
     """
 
     has_training_behaviour = True
@@ -125,10 +142,14 @@ class BatchNormalization(_Normalization):
         epsilon: float = 1e-5,
         center: bool = True,
         scale: bool = True,
+        axis: int = -1,
         *,
         input_shape: Shape | None = None,
         name: str | None = None,
     ) -> None:
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
+            raise ValueError(f"Expected a non-batch axis (an int, not 0). Received: axis={axis!r}")
+        self.axis = axis
         self.momentum = real_number("momentum", momentum, 0.0, 1.0)
         if self.momentum > 0.5:
             warnings.warn(
@@ -141,7 +162,7 @@ class BatchNormalization(_Normalization):
 
     def build(self, input_shape: Shape) -> None:
         super().build(input_shape)
-        features = (input_shape[-1],)
+        features = (input_shape[self.axis],)
         self.bufs = {
             "running_mean": make_weight("zeros", features),
             "running_var": make_weight("ones", features),
@@ -150,16 +171,16 @@ class BatchNormalization(_Normalization):
     def _normalize(self, x: Any, training: bool) -> tuple[Any, Any, tuple[int, ...] | None]:
         xp, bufs = namespace_of(x), self.bufs
         if not training:  # the running statistics normalise
-            inv_std = 1.0 / xp.sqrt(bufs["running_var"] + self.epsilon)
-            return (x - bufs["running_mean"]) * inv_std, inv_std, None
-        n = math.prod(x.shape[:-1])
+            inv_std = self._along(xp, 1.0 / xp.sqrt(bufs["running_var"] + self.epsilon))
+            return (x - self._along(xp, bufs["running_mean"])) * inv_std, inv_std, None
+        n = math.prod(x.shape[a] for a in self._axes)
         if n < 2:
             raise ValueError(
                 f"{self.name}: training needs more than one value per feature to estimate a "
                 f"variance; received input of shape {tuple(x.shape)}"
             )
         mean = xp.mean(x, axis=self._axes)
-        xc = x - mean
+        xc = x - self._along(xp, mean)
         var = xp.mean(xc * xc, axis=self._axes)  # biased: normalises the batch
         m = self.momentum
         new_mean = (1.0 - m) * bufs["running_mean"] + m * mean
@@ -167,11 +188,11 @@ class BatchNormalization(_Normalization):
         finite = xp.all(xp.isfinite(new_mean) & xp.isfinite(new_var))  # on the device: no sync
         bufs["running_mean"] = xp.where(finite, new_mean, bufs["running_mean"])  # rebind, no
         bufs["running_var"] = xp.where(finite, new_var, bufs["running_var"])  # in-place writes
-        inv_std = 1.0 / xp.sqrt(var + self.epsilon)
+        inv_std = self._along(xp, 1.0 / xp.sqrt(var + self.epsilon))
         return xc * inv_std, inv_std, self._axes
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "momentum": self.momentum}
+        return {**super().get_config(), "momentum": self.momentum, "axis": self.axis}
 
 
 class LayerNormalization(_Normalization):
