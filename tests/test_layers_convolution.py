@@ -12,7 +12,9 @@ import pytest
 
 import portable_nn as pnn
 from portable_nn import layers as L
+from portable_nn.backend.native import convolution as native_convolution
 from portable_nn.functional import convolution as C
+from portable_nn.layers import convolution as conv_module
 
 
 def _x(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -127,14 +129,28 @@ def _case_id(case: tuple) -> str:
     return f"{cls.__name__}{shape}" + ",".join(f"{k}={v}" for k, v in kwargs.items())
 
 
-@pytest.mark.parametrize(("cls", "shape", "kwargs"), CASES, ids=[_case_id(c) for c in CASES])
-def test_matches_torch_float64(backend: Any, cls: type, shape: tuple, kwargs: dict) -> None:
+@pytest.fixture
+def portable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the layers on the portable im2col path on every backend (no native convolution)."""
+    monkeypatch.setattr(conv_module, "_kernels", lambda xp: conv_module._PORTABLE)
+
+
+def _run(backend: Any, cls: type, shape: tuple, kwargs: dict, **options: Any) -> tuple[Any, ...]:
+    """``(layer, x, dy, y, dx, grads)`` of one float64 forward and backward on ``backend``."""
     x_np = _x(shape)
     with backend.use("float64"):
         layer = cls(**kwargs, bias_initializer="uniform", seed=3)
         y, cache = layer.forward(backend.asarray(x_np, "float64"), training=True)
         dy_np = _x(tuple(y.shape), seed=1)
-        dx, grads = layer.backward(backend.asarray(dy_np, "float64"), cache)
+        dx, grads = layer.backward(backend.asarray(dy_np, "float64"), cache, **options)
+    return layer, x_np, dy_np, y, dx, grads
+
+
+@pytest.mark.parametrize(("cls", "shape", "kwargs"), CASES, ids=[_case_id(c) for c in CASES])
+def test_matches_torch_float64(
+    backend: Any, portable: None, cls: type, shape: tuple, kwargs: dict
+) -> None:
+    layer, x_np, dy_np, y, dx, grads = _run(backend, cls, shape, kwargs)
     y_ref, dx_ref, dw_ref, db_ref = _torch_conv(layer, x_np, dy_np)
     assert tuple(y.shape) == layer.compute_output_shape(shape) == y_ref.shape
     assert _rel_error(backend.to_numpy(y), y_ref) <= 1e-10
@@ -144,6 +160,27 @@ def test_matches_torch_float64(backend: Any, cls: type, shape: tuple, kwargs: di
     for out in (y, dx, *grads.values()):
         backend.assert_same_place(out)
         assert out.dtype == backend.xp.float64
+
+
+@pytest.mark.parametrize(("cls", "shape", "kwargs"), CASES, ids=[_case_id(c) for c in CASES])
+def test_native_kernel_equals_portable(
+    backend: Any, monkeypatch: pytest.MonkeyPatch, cls: type, shape: tuple, kwargs: dict
+) -> None:
+    if native_convolution(backend.xp) is None:
+        pytest.skip(f"{backend.id} has no native convolution (the portable path is its default)")
+    native = _run(backend, cls, shape, kwargs)
+    native_no_dx = _run(backend, cls, shape, kwargs, input_grad=False)
+    monkeypatch.setattr(conv_module, "_kernels", lambda xp: conv_module._PORTABLE)
+    portable = _run(backend, cls, shape, kwargs)
+    for got, want in zip(
+        (*native[3:5], *native[5].values()), (*portable[3:5], *portable[5].values())
+    ):
+        backend.assert_same_place(got)
+        assert tuple(got.shape) == tuple(want.shape) and got.dtype == want.dtype
+        assert _rel_error(backend.to_numpy(got), backend.to_numpy(want)) <= 1e-10
+    assert native_no_dx[4] is None
+    for key, value in native_no_dx[5].items():
+        assert _rel_error(backend.to_numpy(value), backend.to_numpy(portable[5][key])) <= 1e-10
 
 
 # -- gradients ------------------------------------------------------------------------------------
@@ -211,14 +248,17 @@ def test_cache_holds_only_what_backward_needs(backend: Any) -> None:
     x = backend.asarray(_x((2, 6, 5, 3)), "float32")
     layer = L.Conv2D(4, 3, groups=1, activation="sigmoid", seed=0)
     y, cache = layer.forward(x)
-    assert cache._fields == ("cols", "saved", "weight", "shape")
+    assert cache._fields == ("inputs", "saved", "weight", "shape")
     assert cache.saved is y and cache.weight is layer.params["weight"]  # sigmoid' from y
-    assert tuple(cache.cols.shape) == (1, 2 * 4 * 3, 3 * 3 * 3) and cache.shape == (2, 6, 5, 3)
+    assert cache.shape == (2, 6, 5, 3)
+    native = native_convolution(backend.xp) is not None
+    if not native:  # the im2col windows (g, M, K)
+        assert tuple(cache.inputs.shape) == (1, 2 * 4 * 3, 3 * 3 * 3)
     _, cache = L.Conv1D(3, 3, groups=3, data_format="channels_first").forward(
         backend.asarray(_x((2, 3, 7)), "float32")
     )
     assert cache.saved is None and cache.shape == (2, 1, 7, 3)  # linear; the 2-D channels-last view
-    assert tuple(cache.cols.shape) == (3, 2 * 5, 3)
+    assert native or tuple(cache.inputs.shape) == (3, 2 * 5, 3)
 
 
 # -- the im2col core ------------------------------------------------------------------------------

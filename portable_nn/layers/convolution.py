@@ -4,7 +4,9 @@ Channels-last by default (Keras): images ``(batch, height, width, channels)``, s
 ``(batch, steps, channels)``; ``data_format="channels_first"`` takes PyTorch's
 ``(batch, channels, ...)`` and is moved to channels-last at the edges of the layer. The maths is
 :mod:`portable_nn.functional.convolution` (im2col from strided slices, one matmul per group,
-col2im); ``Conv1D`` is that 2-D core on a size-1 height axis.
+col2im) on NumPy, CuPy and array-api-strict; torch and JAX run their own convolution
+(:func:`portable_nn.backend.native.convolution`), tested equal to it. ``Conv1D`` is the 2-D
+convolution on a size-1 height axis.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, ClassVar, NamedTuple
 import array_api_compat
 
 from portable_nn.backend import namespace_of
+from portable_nn.backend.native import Convolution, convolution
 from portable_nn.functional.convolution import conv2d, conv2d_grad, plan
 from portable_nn.random import Generator, get_generator
 from portable_nn.validation import choice, flag, format_shape, positive_int
@@ -55,8 +58,16 @@ def _column_sums(xp: Any, dz: Any) -> Any:
     return xp.matmul(xp.ones(dz.shape[0], dtype=dz.dtype, device=array_api_compat.device(dz)), dz)
 
 
+_PORTABLE = Convolution(conv2d, conv2d_grad)
+
+
+def _kernels(xp: Any) -> Convolution:
+    """The convolution for arrays of ``xp``: the library's own where it has one, else portable."""
+    return convolution(xp) or _PORTABLE
+
+
 class ConvCache(NamedTuple):
-    cols: Any  # the input's windows, (groups, batch * out_h * out_w, kh * kw * in / groups)
+    inputs: Any  # x as the convolution's backward takes it: im2col windows (portable) or x
     saved: Any  # the activation's output y or input z (channels-last), None for linear
     weight: Any  # the W that produced y (a reference, not a copy)
     shape: Ints  # the input's shape as (batch, height, width, channels): col2im's target
@@ -194,20 +205,21 @@ class _Conv(Layer):
         pads, _ = self._plan(shape[1:3], shape)
         kernel = w if self.rank == 2 else xp.expand_dims(w, axis=0)  # Conv1D: (1, k, C/g, F)
         strides, dilation = self._geometry[1:]
-        z, cols = conv2d(x, kernel, strides, pads, dilation, self.groups)  # z = cols @ W
+        conv = _kernels(xp).forward
+        z, inputs = conv(x, kernel, strides, pads, dilation, self.groups)  # z = windows(x) @ W
         if self.use_bias:
             z = z + self.params["bias"]  # z += b
         y, saved = z, None  # linear: y = z
         if self._f is not None:
             y = self._f(z)  # y = f(z)
             saved = y if self._saves_output else z
-        return self._from_2d(xp, y), ConvCache(cols, saved, w, shape)
+        return self._from_2d(xp, y), ConvCache(inputs, saved, w, shape)
 
     def backward(
         self, dy: Any, cache: ConvCache, input_grad: bool = True
     ) -> tuple[Any, dict[str, Any]]:
         """``(dL/dx, {"weight": dL/dW, "bias": dL/db})``; ``dL/dx`` is None when not asked for."""
-        cols, saved, w, shape = cache
+        inputs, saved, w, shape = cache
         pads, out = self._plan(shape[1:3], shape)
         expected = self._join(shape[0], out[2 - self.rank :], self.filters)
         if dy.shape != expected:
@@ -218,13 +230,12 @@ class _Conv(Layer):
             dz = self._grad(saved, dz)  # dL/dz = f'(z) * dy
         kernel = w if self.rank == 2 else xp.expand_dims(w, axis=0)
         strides, dilation = self._geometry[1:]
-        dx, dw = conv2d_grad(
-            dz, cols, kernel, shape, strides, pads, dilation, self.groups, input_grad
-        )
-        grads = {"weight": xp.reshape(dw, w.shape)}  # dL/dW = cols.T @ dz
+        grad = _kernels(xp).backward  # dL/dW = windows(x).T @ dz, dL/dx = col2im(dz @ W.T)
+        dx, dw = grad(dz, inputs, kernel, shape, strides, pads, dilation, self.groups, input_grad)
+        grads = {"weight": xp.reshape(dw, w.shape)}
         if self.use_bias:
             grads["bias"] = _column_sums(xp, dz)  # dL/db = sum of dz over batch and space
-        return (None if dx is None else self._from_2d(xp, dx)), grads  # dL/dx = col2im(dz @ W.T)
+        return (None if dx is None else self._from_2d(xp, dx)), grads
 
     def get_config(self) -> dict[str, Any]:
         return {
