@@ -37,10 +37,10 @@ class SymbolicTensor(Symbolic):
     """A placeholder with a ``shape`` (batch axis first, ``None``), made by :func:`Input` or by
     calling a layer; ``node`` is the call that made it (``None`` for an input)."""
 
-    __slots__ = ("index", "name", "node", "shape")
+    __slots__ = ("name", "node", "shape")
 
-    def __init__(self, shape: Shape, name: str, node: Node | None = None, index: int = 0) -> None:
-        self.shape, self.name, self.node, self.index = tuple(shape), name, node, index
+    def __init__(self, shape: Shape, name: str, node: Node | None = None) -> None:
+        self.shape, self.name, self.node = tuple(shape), name, node
 
     def __repr__(self) -> str:
         return f"<SymbolicTensor shape={format_shape(self.shape)} name={self.name!r}>"
@@ -94,9 +94,7 @@ def call_symbolic(layer: Layer, x: Any) -> Any:
     out = layer.compute_output_shape(shapes)
     many = isinstance(out, list)
     node = Node(layer, args, single, [], many)
-    node.outputs.extend(
-        SymbolicTensor(s, layer.name, node, i) for i, s in enumerate(out if many else [out])
-    )
+    node.outputs.extend(SymbolicTensor(s, layer.name, node) for s in (out if many else [out]))
     outputs = node.outputs if many else node.outputs[0]
     return layer._pack(outputs) if isinstance(layer, Model) else outputs
 
@@ -115,20 +113,9 @@ def _format(shape: Any) -> str:
     return ", ".join(map(format_shape, shape)) if isinstance(shape, list) else format_shape(shape)
 
 
-class Step(NamedTuple):
-    """A node compiled to slots: ``values[outs] = layer.forward(values[args])``."""
-
-    layer: Layer
-    args: list[int]
-    single: bool
-    outs: list[int]
-    many: bool
-    skip_dx: bool  # reads model inputs only, and its layer can skip dL/dx
-
-
 class GraphCache(NamedTuple):
-    caches: list[Any]  # one per step
-    dead: dict[int, tuple[int, ...]]  # shapes of values no node reads: their gradient is zero
+    caches: list[Any]  # one per node
+    dead: dict[int, tuple[int, ...]]  # shapes of the values no node reads (zero gradients)
 
 
 class Model(_Container):
@@ -154,32 +141,22 @@ class Model(_Container):
         self.layers: list[Layer] = list({id(n.layer): n.layer for n in nodes}.values())
         self._by_name = _names(name, self.inputs, self.layers)
         self._init_container(name, seed)  # checks done: now the generator draws its seed
+        self._nodes, self.built, self.takes_list = nodes, True, len(self.inputs) > 1
         self._prefixes = [(layer.name + ".", layer) for layer in self.layers]
-        self._compile_plan(nodes)
-        self.built = True
-        self.takes_list = len(self.inputs) > 1
+        given, read = {id(t) for t in self.inputs}, {id(t) for n in nodes for t in n.args}
+        self._skip_dx = {  # reads model inputs only and can skip dL/dx (in training)
+            id(n) for n in nodes if n.layer.skips_input_grad and all(id(t) in given for t in n.args)
+        }
+        every = [*self.inputs, *(t for n in nodes if n.many for t in n.outputs)]
+        self._dead = [t for t in every if id(t) not in read and t not in self.outputs]
         self.input_names = self.input_keys or [t.name for t in self.inputs]
-        self.output_names = self.output_keys or _unique([_producer(t) for t in self.outputs])
+        names = [t.name if t.node is None else t.node.layer.name for t in self.outputs]
+        repeats = [names[:i].count(n) for i, n in enumerate(names)]  # Keras: then _1, _2...
+        self.output_names = self.output_keys or [
+            f"{n}_{k}" if k else n for n, k in zip(names, repeats)
+        ]
         shapes = [t.shape for t in self.inputs]
         self.input_shape: Any = shapes if self.takes_list else shapes[0]
-
-    def _compile_plan(self, nodes: list[Node]) -> None:
-        """Number every tensor (inputs first) and turn the nodes into :class:`Step`s."""
-        slot = {id(t): i for i, t in enumerate(self.inputs)}
-        self._nodes = nodes
-        for node in nodes:
-            slot.update((id(t), len(slot)) for t in node.outputs)
-        n_in = len(self.inputs)
-        self._steps = []
-        for node in nodes:
-            args = [slot[id(t)] for t in node.args]
-            skip = node.layer.skips_input_grad and all(a < n_in for a in args)
-            outs = [slot[id(t)] for t in node.outputs]
-            self._steps.append(Step(node.layer, args, node.single, outs, node.many, skip))
-        self._out_slots = [slot[id(t)] for t in self.outputs]
-        read = {a for step in self._steps for a in step.args} | set(self._out_slots)
-        self._dead = [s for s in range(len(slot)) if s not in read]
-        self._n_slots = len(slot)
 
     # -- structure ----------------------------------------------------------------------------
     def _prefixed(self) -> list[tuple[str, Layer]]:
@@ -220,15 +197,19 @@ class Model(_Container):
     def compute_output_shape(self, input_shape: Any) -> Any:
         """Output shape(s) for ``input_shape`` (a list for several inputs): each layer's
         ``compute_output_shape`` along the graph."""
-        shapes: list[Any] = [None] * self._n_slots
-        shapes[: len(self.inputs)] = input_shape if self.takes_list else [input_shape]
-        for step in self._steps:
-            arg = shapes[step.args[0]] if step.single else [shapes[a] for a in step.args]
-            out = step.layer.compute_output_shape(arg)
-            for s, value in zip(step.outs, out if step.many else [out]):
-                shapes[s] = tuple(value)
-        outs = [shapes[s] for s in self._out_slots]
+        shapes = self._walk(input_shape if self.takes_list else [input_shape], _output_shape)
+        outs = [shapes[id(t)] for t in self.outputs]
         return outs if len(outs) > 1 else outs[0]
+
+    def _walk(self, inputs: list[Any], call: Any) -> dict[int, Any]:
+        """Values of every tensor (by ``id``): ``inputs``, then ``call(node, value(s) read)``
+        node by node in topological order."""
+        values = {id(t): v for t, v in zip(self.inputs, inputs)}
+        for node in self._nodes:
+            arg = values[id(node.args[0])] if node.single else [values[id(t)] for t in node.args]
+            out = call(node, arg)
+            values.update(zip(map(id, node.outputs), out if node.many else [out]))
+        return values
 
     def check_input(self, x: Any) -> list[Any]:
         """The inputs as a list in model order, after checking their count and shapes."""
@@ -256,18 +237,16 @@ class Model(_Container):
     def forward(self, x: Any, training: bool = False) -> tuple[Any, GraphCache]:
         """Every node in topological order; returns ``(y, cache)``, ``y`` a list for several
         outputs. ``x``: one array, a list in input order, or a dict by input name."""
-        values: list[Any] = [None] * self._n_slots
-        xs = self.check_input(x)
-        values[: len(xs)] = xs
         caches = []
-        for layer, args, single, outs, many, _ in self._steps:
-            arg = values[args[0]] if single else [values[a] for a in args]
-            y, cache = layer.forward(arg, training)
-            for s, value in zip(outs, y if many else [y]):
-                values[s] = value
+
+        def call(node: Node, arg: Any) -> Any:
+            y, cache = node.layer.forward(arg, training)
             caches.append(cache)
-        outputs = [values[s] for s in self._out_slots]
-        dead = {s: tuple(values[s].shape) for s in self._dead}
+            return y
+
+        values = self._walk(self.check_input(x), call)
+        outputs = [values[id(t)] for t in self.outputs]
+        dead = {id(t): tuple(values[id(t)].shape) for t in self._dead}
         return (outputs if len(outputs) > 1 else outputs[0]), GraphCache(caches, dead)
 
     def backward(
@@ -278,37 +257,37 @@ class Model(_Container):
         (or dict by output name) for several outputs."""
         dys = self._flat_targets(dy)
         dys = dys if len(self.outputs) > 1 else [dys]
-        grad: list[Any] = [None] * self._n_slots  # dL/d(value), summed over its readers
-        for s, d in zip(self._out_slots, dys):
-            grad[s] = d if grad[s] is None else grad[s] + d
-        like = dys[0]
-        per_layer: dict[int, dict[str, Any]] = {}
-        for (layer, args, single, outs, many, skip_dx), c in zip(
-            reversed(self._steps), reversed(cache.caches)
-        ):
-            d = (
-                [_or_zeros(grad[s], cache.dead.get(s), like) for s in outs]
-                if many
-                else grad[outs[0]]
+        grad: dict[int, Any] = {}  # dL/dt by id(t), summed over the readers of t
+
+        def add(t: SymbolicTensor, g: Any) -> None:
+            grad[id(t)] = grad[id(t)] + g if id(t) in grad else g
+
+        def take(t: SymbolicTensor) -> Any:  # a value no node read has a zero gradient
+            if id(t) in grad:
+                return grad.pop(id(t))
+            like = dys[0]
+            return namespace_of(like).zeros(
+                cache.dead[id(t)], dtype=like.dtype, device=device_of(like)
             )
-            for s in outs:
-                grad[s] = None  # every reader has added its part: free it
-            if skip_dx and not input_grad:
-                _, layer_grads = layer.backward(d, c, input_grad=False)
+
+        for t, d in zip(self.outputs, dys):
+            add(t, d)
+        per_layer: dict[int, dict[str, Any]] = {}
+        for node, c in zip(reversed(self._nodes), reversed(cache.caches)):
+            d = [take(t) for t in node.outputs] if node.many else take(node.outputs[0])
+            if not input_grad and id(node) in self._skip_dx:
+                _, layer_grads = node.layer.backward(d, c, input_grad=False)
             else:
-                dx, layer_grads = layer.backward(d, c)
-                for a, g in zip(args, [dx] if single else dx):
-                    grad[a] = g if grad[a] is None else grad[a] + g  # dL/dt sums over readers
-            own = per_layer.setdefault(id(layer), {})
+                dx, layer_grads = node.layer.backward(d, c)
+                for t, g in zip(node.args, [dx] if node.single else dx):
+                    add(t, g)  # dL/dt sums over the readers of t
+            own = per_layer.setdefault(id(node.layer), {})
             for key, value in layer_grads.items():
-                own[key] = value if key not in own else own[key] + value  # shared weights
-        grads = {}
-        for prefix, layer in self._prefixes:
-            for key, value in per_layer.get(id(layer), {}).items():
-                grads[prefix + key] = value
+                own[key] = own[key] + value if key in own else value  # a shared layer
+        grads = {p + k: v for p, layer in self._prefixes for k, v in per_layer[id(layer)].items()}
         if not input_grad:
             return None, grads
-        dx = [_or_zeros(grad[i], cache.dead.get(i), like) for i in range(len(self.inputs))]
+        dx = [take(t) for t in self.inputs]
         return (dx if self.takes_list else dx[0]), grads
 
     # -- description --------------------------------------------------------------------------
@@ -377,11 +356,9 @@ class Model(_Container):
             k = calls[name] = calls.get(name, -1) + 1
             tensors.update(((name, k, i), t) for i, t in enumerate(first.node.outputs))
         outputs = [tensors[tuple(r)] for r in config["outputs"]]
-        return cls(
-            _packed(inputs, config.get("input_keys")),
-            _packed(outputs, config.get("output_keys")),
-            name=config.get("name"),
-        )
+        keys = [config.get("input_keys"), config.get("output_keys")]
+        ins, outs = (t if k is None else dict(zip(k, t)) for k, t in zip(keys, (inputs, outputs)))
+        return cls(ins, outs, name=config.get("name"))
 
     def __repr__(self) -> str:
         return f"Model(inputs={self.input_names}, outputs={self.output_names}, name={self.name!r})"
@@ -431,8 +408,11 @@ def _topological(model: str, inputs: list[SymbolicTensor], outputs: list[Any]) -
 
 
 def _disconnected(model: str, node: Node | None, t: SymbolicTensor, inputs: list[Any]) -> None:
-    where = "an output" if node is None else f"layer {node.layer.name!r} (input shape(s) "
-    where += "" if node is None else f"{_format([a.shape for a in node.args])})"
+    where = "an output"
+    if node is not None:
+        where = (
+            f"layer {node.layer.name!r} (input shape(s) {_format([a.shape for a in node.args])})"
+        )
     raise ValueError(
         f"{model}: the graph is disconnected: {where} reads input {t.name!r} of shape "
         f"{format_shape(t.shape)}, which is not among the model's inputs "
@@ -457,26 +437,6 @@ def _names(model: str, inputs: list[Any], layers: list[Layer]) -> dict[str, Laye
     return by_name
 
 
-def _producer(t: SymbolicTensor) -> str:
-    return t.name if t.node is None else t.node.layer.name
-
-
-def _unique(names: list[str]) -> list[str]:
-    """Keras's output names: repeated ones get ``_1``, ``_2``..."""
-    out: list[str] = []
-    for name in names:
-        k, candidate = 0, name
-        while candidate in out:
-            k += 1
-            candidate = f"{name}_{k}"
-        out.append(candidate)
-    return out
-
-
-def _packed(tensors: list[Any], keys: list[str] | None) -> Any:
-    return dict(zip(keys, tensors)) if keys is not None else tensors
-
-
 def _flatten(model: str, what: str, data: Any, names: list[str]) -> Any:
     """``data`` for ``len(names)`` slots as a list in ``names``' order (one value when there
     is one slot): from a list/tuple or a dict by name. ``ValueError`` naming the model and the
@@ -486,7 +446,9 @@ def _flatten(model: str, what: str, data: Any, names: list[str]) -> Any:
         if set(data) != set(names):
             raise ValueError(f"{model}: expects {what} {names}. Received keys {sorted(data)}")
         items = [data[k] for k in names]
-    elif isinstance(data, (list, tuple)) and (n > 1 or (len(data) == 1 and is_array(data[0]))):
+    elif isinstance(data, (list, tuple)) and (
+        n > 1 or len(data) == 1 and (is_array(data[0]) or isinstance(data[0], Symbolic))
+    ):
         items = list(data)
     else:
         items = [data]
@@ -498,11 +460,9 @@ def _flatten(model: str, what: str, data: Any, names: list[str]) -> Any:
     return items if n > 1 else items[0]
 
 
-def _or_zeros(g: Any, shape: tuple[int, ...] | None, like: Any) -> Any:
-    """``g``, or zeros of ``shape`` for a value no node read (its gradient is zero)."""
-    if g is not None or shape is None:
-        return g
-    return namespace_of(like).zeros(shape, dtype=like.dtype, device=device_of(like))
+def _output_shape(node: Node, shape: Any) -> Any:
+    out = node.layer.compute_output_shape(shape)
+    return [tuple(s) for s in out] if node.many else tuple(out)
 
 
 def _ref_text(ref: list[Any]) -> str:
