@@ -149,6 +149,10 @@ ARGS = {  # constructor arguments of the classes that need some (others use thei
     "Reshape": {"target_shape": (2, 2)},
     "Sequential": lambda: {"layers": [Dense(2)]},  # a nested model (fresh layers each time)
     "LeakyReLU": {"alpha": 0.2},
+    "Conv2D": {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same", "groups": 1},
+    "Conv1D": {"filters": 2, "kernel_size": 3, "dilation_rate": 2},
+    "SpatialDropout2D": {"rate": 0.3, "seed": 7},
+    "Model": lambda: (lambda x: {"inputs": x, "outputs": Dense(2)(x)})(pnn.Input((3,))),
     "Huber": {"delta": 2.5},
     "SGD": {"momentum": 0.9, "nesterov": True},
     "ExponentialDecay": {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5},
@@ -195,9 +199,10 @@ for path in json.loads(sys.argv[1]):
 
 
 def test_every_builtin_class_is_rebuilt_in_a_fresh_process(tmp_path):
-    from portable_nn.layers.base import Layer
+    from portable_nn.layers.base import Layer, registered_layers
     from portable_nn.optimizers.schedules import LearningRateSchedule
 
+    registered_layers()  # imports every built-in layer and model module
     layers = _builtin(Layer)
     losses = _builtin(pnn.losses.Loss)
     optimizers = _builtin(pnn.optimizers.Optimizer)

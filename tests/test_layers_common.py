@@ -35,8 +35,55 @@ FACTORIES: dict[str, Any] = {
     "Reshape": lambda: L.Reshape((-1,)),
     "BatchNormalization": L.BatchNormalization,
     "LayerNormalization": L.LayerNormalization,
+    # image and sequence layers: inputs (batch, h, w, c) / (batch, steps, c), see SHAPES
+    "Conv2D": lambda: L.Conv2D(3, 2, padding="same", activation="relu", seed=0),
+    "Conv1D": lambda: L.Conv1D(3, 2, strides=2, seed=0),
+    "MaxPooling2D": lambda: L.MaxPooling2D(2, padding="same"),
+    "AveragePooling2D": L.AveragePooling2D,
+    "MaxPooling1D": L.MaxPooling1D,
+    "AveragePooling1D": lambda: L.AveragePooling1D(2, padding="same"),
+    "GlobalAveragePooling2D": L.GlobalAveragePooling2D,
+    "GlobalMaxPooling2D": L.GlobalMaxPooling2D,
+    "GlobalAveragePooling1D": L.GlobalAveragePooling1D,
+    "GlobalMaxPooling1D": L.GlobalMaxPooling1D,
+    "ZeroPadding2D": lambda: L.ZeroPadding2D(((1, 0), (0, 2))),
+    "Cropping2D": lambda: L.Cropping2D(1),
+    "UpSampling2D": lambda: L.UpSampling2D((2, 1)),
+    "SpatialDropout2D": lambda: L.SpatialDropout2D(0.5, seed=1),
 }
 NAMES = sorted(FACTORIES)
+# (float32 input shape, float64 input shape); default: 2-D and 3-D feature inputs
+SHAPES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    **dict.fromkeys(
+        [
+            "Conv2D",
+            "MaxPooling2D",
+            "AveragePooling2D",
+            "GlobalAveragePooling2D",
+            "GlobalMaxPooling2D",
+            "ZeroPadding2D",
+            "Cropping2D",
+            "UpSampling2D",
+            "SpatialDropout2D",
+        ],
+        ((4, 4, 5, 2), (4, 3, 4, 3)),
+    ),
+    **dict.fromkeys(
+        [
+            "Conv1D",
+            "MaxPooling1D",
+            "AveragePooling1D",
+            "GlobalAveragePooling1D",
+            "GlobalMaxPooling1D",
+        ],
+        ((4, 6, 2), (4, 5, 3)),
+    ),
+}
+MULTI_INPUT = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"}
+
+
+def shapes(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return SHAPES.get(name, ((4, 6), (4, 2, 3)))
 
 
 def _x(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -58,13 +105,15 @@ def test_every_exported_layer_is_covered() -> None:
         for name in L.__all__
         if isinstance(getattr(L, name), type) and issubclass(getattr(L, name), L.Layer)
     }
-    assert exported - {"Layer"} == set(FACTORIES)
+    assert exported - {"Layer"} - MULTI_INPUT == set(FACTORIES)  # merge layers: test_graph.py
+    assert all(getattr(L, name).takes_list for name in MULTI_INPUT)
     assert not [name for name in L.registered_layers() if name.startswith("_")]  # no private bases
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize(("shape", "dtype"), [((4, 6), "float32"), ((4, 2, 3), "float64")])
-def test_shapes_placement_dtype(backend: Any, name: str, shape: Any, dtype: str) -> None:
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_shapes_placement_dtype(backend: Any, name: str, dtype: str) -> None:
+    shape = shapes(name)[dtype == "float64"]
     with backend.use(dtype):
         layer = FACTORIES[name]()
         x = backend.asarray(_x(shape), dtype)
@@ -86,8 +135,10 @@ def test_shapes_placement_dtype(backend: Any, name: str, shape: Any, dtype: str)
 @pytest.mark.parametrize("name", NAMES)
 def test_integer_input_is_type_error_and_builds_nothing(backend: Any, name: str) -> None:
     layer = FACTORIES[name]()
+    shape = shapes(name)[0]
+    integers = np.arange(int(np.prod(shape))).reshape(shape)
     with pytest.raises(TypeError, match="int"):
-        layer.forward(backend.asarray(np.arange(12).reshape(4, 3)), training=True)
+        layer.forward(backend.asarray(integers), training=True)
     assert not layer.built and layer.params == {} and layer.bufs == {}
 
 
@@ -95,10 +146,11 @@ def test_integer_input_is_type_error_and_builds_nothing(backend: Any, name: str)
 def test_foreign_input_after_build(backend: Any, name: str) -> None:
     """Layers with weights refuse another library's input; weightless ones follow the input."""
     layer = FACTORIES[name]()
-    layer.forward(backend.asarray(_x((4, 6)), "float32"))
+    shape = shapes(name)[0]
+    layer.forward(backend.asarray(_x(shape), "float32"))
     other = foreign_library(backend)
     with pnn.use_backend(other) as active:
-        foreign = pnn.asarray(_x((4, 6)))
+        foreign = pnn.asarray(_x(shape))
     if layer.state_dict():
         with pytest.raises(ValueError, match=f"two backends cannot be mixed: {other}"):
             layer.forward(foreign, training=True)
@@ -112,7 +164,7 @@ def test_foreign_input_after_build(backend: Any, name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_config_is_json_and_round_trips(name: str) -> None:
     layer = FACTORIES[name]()
-    layer.build((None, 6))
+    layer.build((None, *shapes(name)[0][1:]))
     config = json.loads(json.dumps(layer.get_config()))
     clone = L.get({"class_name": type(layer).__name__, "config": config})
     assert type(clone) is type(layer)
@@ -124,7 +176,7 @@ def test_config_is_json_and_round_trips(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_inference_call_equals_forward_eval(backend: Any, name: str) -> None:
     layer = FACTORIES[name]()
-    x = backend.asarray(_x((4, 6)), "float32")
+    x = backend.asarray(_x(shapes(name)[0]), "float32")
     y_eval, _ = layer.forward(x, training=False)
     np.testing.assert_array_equal(backend.to_numpy(layer(x)), backend.to_numpy(y_eval))
 
