@@ -58,6 +58,17 @@ def non_negative_int(name: str, value: Any) -> int:
     return number
 
 
+def int_tuple(name: str, value: Any, n: int, low: int = 1) -> tuple[int, ...]:
+    """``value`` (an int, or ``n`` ints) as ``n`` Python ints ``>= low`` (1 or 0), else
+    ``ValueError`` naming ``name`` and echoing the value (Keras's ``standardize_tuple``)."""
+    items = tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
+    numbers = tuple(_integer(v) for v in items)
+    if len(numbers) != n or any(v is None or v < low for v in numbers):
+        kind = "positive" if low else "non-negative"
+        raise ValueError(f"Expected a {kind} integer or a tuple of {n}. Received: {name}={value!r}")
+    return numbers  # type: ignore[return-value]
+
+
 def real_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
     """``value`` as a Python float when it is a finite real number in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -225,6 +236,7 @@ __all__ = [
     "flag",
     "format_shape",
     "fraction",
+    "int_tuple",
     "labels_in_range",
     "non_negative",
     "non_negative_int",

@@ -55,3 +55,12 @@ def test_run_checks_mixes_host_and_device_flags(backend: Any) -> None:
     with pytest.raises(ValueError, match="host"):
         validation.run_checks([(device_ok, lambda: "device"), (host_bad, lambda: "host")])
     validation.run_checks([(device_ok, lambda: "device"), (np.all(np.ones(2) > 0), lambda: "x")])
+
+
+def test_int_tuple() -> None:
+    assert validation.int_tuple("k", 3, 2) == (3, 3)
+    assert validation.int_tuple("k", [1, np.int64(2)], 2) == (1, 2)
+    assert validation.int_tuple("p", 0, 2, low=0) == (0, 0)
+    for bad, n in (((3,), 2), (0, 2), ((1, True), 2), ("3", 1), (2.0, 1)):
+        with pytest.raises(ValueError, match=r"tuple of \d\. Received: k="):
+            validation.int_tuple("k", bad, n)

@@ -11,7 +11,6 @@ convolution on a size-1 height axis.
 
 from __future__ import annotations
 
-import operator
 from typing import Any, ClassVar, NamedTuple
 
 import array_api_compat
@@ -20,35 +19,15 @@ from portable_nn.backend import namespace_of
 from portable_nn.backend.native import Convolution, convolution
 from portable_nn.functional.convolution import conv2d, conv2d_grad, plan
 from portable_nn.random import Generator, get_generator
-from portable_nn.validation import choice, flag, format_shape, positive_int
+from portable_nn.validation import choice, flag, format_shape, int_tuple, positive_int
 
+from ._spatial import LAYOUTS, data_format_arg
 from ._weights import check_initializer, make_weight
 from .activation import bind
 from .base import Layer, Shape
 from .dense import _initializer_name
 
 Ints = tuple[int, ...]
-_LAYOUTS = {
-    ("channels_last", 1): "(batch, steps, channels)",
-    ("channels_first", 1): "(batch, channels, steps)",
-    ("channels_last", 2): "(batch, height, width, channels)",
-    ("channels_first", 2): "(batch, channels, height, width)",
-}
-
-
-def _ints(name: str, value: Any, rank: int, low: int = 1) -> Ints:
-    """An int or ``rank`` ints, each ``>= low``, as a tuple (errors echo the value)."""
-    items = tuple(value) if isinstance(value, (list, tuple)) else (value,) * rank
-    try:
-        numbers = tuple(operator.index(v) for v in items if not isinstance(v, bool))
-    except TypeError:
-        numbers = ()
-    if len(numbers) != rank or min(numbers) < low:
-        kind = "positive" if low == 1 else "non-negative"
-        raise ValueError(
-            f"Expected a {kind} integer or a tuple of {rank}. Received: {name}={value!r}"
-        )
-    return numbers
 
 
 def _column_sums(xp: Any, dz: Any) -> Any:
@@ -98,13 +77,13 @@ class _Conv(Layer):
     ) -> None:
         rank = self.rank
         self.filters = positive_int("filters", filters)
-        self.kernel_size = _ints("kernel_size", kernel_size, rank)
-        self.strides = _ints("strides", strides, rank)
-        self.dilation_rate = _ints("dilation_rate", dilation_rate, rank)
+        self.kernel_size = int_tuple("kernel_size", kernel_size, rank)
+        self.strides = int_tuple("strides", strides, rank)
+        self.dilation_rate = int_tuple("dilation_rate", dilation_rate, rank)
         if isinstance(padding, str):
             self.padding: str | Ints = choice("padding", padding.lower(), ("valid", "same"))
         else:
-            self.padding = _ints("padding", padding, rank, low=0)
+            self.padding = int_tuple("padding", padding, rank, low=0)
         self.groups = positive_int("groups", groups)
         if self.filters % self.groups:
             raise ValueError(
@@ -114,7 +93,7 @@ class _Conv(Layer):
         self.use_bias = flag("use_bias", use_bias)
         self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
         self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
-        self.data_format = choice("data_format", data_format, ("channels_last", "channels_first"))
+        self.data_format = data_format_arg(data_format)
         if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
         self.seed = seed
@@ -129,7 +108,7 @@ class _Conv(Layer):
         """``(batch, spatial sizes, channels)`` of a shape in the layer's data format."""
         if len(shape) != self.rank + 2:
             raise ValueError(
-                f"{self.name}: expects inputs {_LAYOUTS[self.data_format, self.rank]} of rank "
+                f"{self.name}: expects inputs {LAYOUTS[self.data_format, self.rank]} of rank "
                 f"{self.rank + 2}; received input shape {format_shape(shape)}"
             )
         if self.data_format == "channels_first":

@@ -11,11 +11,12 @@ from typing import Any, ClassVar, NamedTuple
 
 from portable_nn.backend import namespace_of
 from portable_nn.random import Generator
-from portable_nn.validation import format_shape
+from portable_nn.validation import format_shape, int_tuple
 
+from ._spatial import data_format_arg, spatial_axes
 from .base import Layer, Shape
 from .dropout import Dropout
-from .pooling import crop, data_format_arg, int_tuple, pad, spatial_axes
+from .pooling import crop, pad
 
 Border = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
 

@@ -20,62 +20,21 @@ import array_api_compat
 import array_api_extra as xpx
 
 from portable_nn.backend import namespace_of
-from portable_nn.validation import choice, format_shape, non_negative_int, positive_int
+from portable_nn.functional.convolution import output_size, pad_widths
+from portable_nn.validation import choice, format_shape, int_tuple
 
+from ._spatial import LAYOUTS, data_format_arg, spatial_axes
 from .base import Layer, Shape
 
 Ints = tuple[int, ...]
-_LAYOUTS = {
-    ("channels_last", 1): "(batch, steps, channels)",
-    ("channels_first", 1): "(batch, channels, steps)",
-    ("channels_last", 2): "(batch, height, width, channels)",
-    ("channels_first", 2): "(batch, channels, height, width)",
-}
-
-
-# -- arguments and layouts shared with image.py -------------------------------------------------
-def int_tuple(name: str, value: Any, n: int, low: int = 1) -> tuple[int, ...]:
-    """``value`` (an int, or ``n`` ints) as ``n`` Python ints ``>= low`` (1 or 0), else
-    ``ValueError`` naming ``name`` and echoing the value (Keras's ``standardize_tuple``)."""
-    items = tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
-    check = positive_int if low else non_negative_int
-    try:
-        numbers = tuple(check(name, v) for v in items)
-    except ValueError:
-        numbers = ()
-    if len(numbers) != n:
-        kind = "positive" if low else "non-negative"
-        raise ValueError(
-            f"Expected a {kind} integer or a tuple of {n} of them. Received: {name}={value!r}"
-        )
-    return numbers
-
-
-def data_format_arg(value: Any) -> str:
-    """``"channels_last"`` (Keras, the default) or ``"channels_first"`` (PyTorch)."""
-    return choice("data_format", value, ("channels_last", "channels_first"))
-
-
-def spatial_axes(owner: str, shape: Shape, rank: int, data_format: str) -> tuple[int, ...]:
-    """The positions of the ``rank`` spatial axes of ``shape`` (batch first); ``ValueError``
-    naming ``owner`` and the shape when the input's rank is not ``rank + 2``."""
-    if len(shape) != rank + 2:
-        raise ValueError(
-            f"{owner}: expects inputs {_LAYOUTS[data_format, rank]} of rank {rank + 2}; "
-            f"received input shape {format_shape(shape)}"
-        )
-    first = 1 if data_format == "channels_last" else 2
-    return tuple(range(first, first + rank))
 
 
 # -- the windowing ------------------------------------------------------------------------------
 def _axis(size: int, k: int, s: int, padding: str) -> tuple[int, tuple[int, int]]:
-    """Output length and ``(before, after)`` padding of one axis (Keras/TensorFlow rules)."""
-    if padding == "valid":
-        return (size - k) // s + 1, (0, 0)
-    out = -(-size // s)  # ceil(size / s)
-    total = max((out - 1) * s + k - size, 0)
-    return out, (total // 2, total - total // 2)
+    """Output length and ``(before, after)`` padding of one axis (Keras/TensorFlow rules, the
+    convolution's geometry with dilation 1)."""
+    before, after = pad_widths(size, k, s, 1, padding)
+    return output_size(size + before + after, k, s, 1), (before, after)
 
 
 class Plan(NamedTuple):
@@ -282,7 +241,7 @@ def _with_doc(template: str, rank: int) -> Any:
     """Append ``template`` (shapes and parameters) for inputs of ``rank`` spatial axes."""
 
     def add(cls: type) -> type:
-        last, first = _LAYOUTS["channels_last", rank], _LAYOUTS["channels_first", rank]
+        last, first = LAYOUTS["channels_last", rank], LAYOUTS["channels_first", rank]
         cls.__doc__ = (cls.__doc__ or "") + template.format(last=last, first=first, n=rank)
         return cls
 
