@@ -152,6 +152,7 @@ ARGS = {  # constructor arguments of the classes that need some (others use thei
     "Conv2D": {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same", "groups": 1},
     "Conv1D": {"filters": 2, "kernel_size": 3, "dilation_rate": 2},
     "SpatialDropout2D": {"rate": 0.3, "seed": 7},
+    "MultiHeadAttention": {"num_heads": 2, "key_dim": 3, "dropout": 0.1, "use_causal_mask": True},
     "Model": lambda: (lambda x: {"inputs": x, "outputs": Dense(2)(x)})(pnn.Input((3,))),
     "Huber": {"delta": 2.5},
     "SGD": {"momentum": 0.9, "nesterov": True},

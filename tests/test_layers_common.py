@@ -79,7 +79,10 @@ SHAPES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
         ((4, 6, 2), (4, 5, 3)),
     ),
 }
-MULTI_INPUT = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"}
+MULTI_INPUT = {
+    *("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"),
+    "MultiHeadAttention",  # tested in test_layers_attention.py
+}
 
 
 def shapes(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:

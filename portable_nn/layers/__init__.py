@@ -10,6 +10,7 @@ from portable_nn import functional as _functional
 # Each module's __all__ is the single list of its public names; this package re-exports them.
 from . import (
     activation,
+    attention,
     convolution,
     dense,
     dropout,
@@ -21,6 +22,7 @@ from . import (
 )
 from .activation import *  # noqa: F403
 from .activation import Activation
+from .attention import *  # noqa: F403
 from .base import LAYER_REGISTRY, Layer, layer_from_config, registered_layers
 from .convolution import *  # noqa: F403
 from .dense import *  # noqa: F403
@@ -67,6 +69,17 @@ def get(identifier: str | dict[str, Any] | Layer) -> Layer:
     )
 
 
-_MODULES = (activation, convolution, dense, dropout, image, merge, normalization, pooling, reshape)
+_MODULES = (
+    activation,
+    attention,
+    convolution,
+    dense,
+    dropout,
+    image,
+    merge,
+    normalization,
+    pooling,
+    reshape,
+)
 __all__ = ["Layer", "get", "layer_from_config"]  # and each module's layer classes (not caches)
 __all__ += sorted(name for m in _MODULES for name in m.__all__ if not name.endswith("Cache"))
