@@ -50,6 +50,10 @@ FACTORIES: dict[str, Any] = {
     "Cropping2D": lambda: L.Cropping2D(1),
     "UpSampling2D": lambda: L.UpSampling2D((2, 1)),
     "SpatialDropout2D": lambda: L.SpatialDropout2D(0.5, seed=1),
+    "SimpleRNN": lambda: L.SimpleRNN(3, seed=0),
+    "LSTM": lambda: L.LSTM(3, return_sequences=True, seed=0),
+    "GRU": lambda: L.GRU(3, go_backwards=True, seed=0),
+    "Bidirectional": lambda: L.Bidirectional(L.LSTM(2, seed=0), "sum"),
 }
 NAMES = sorted(FACTORIES)
 # (float32 input shape, float64 input shape); default: 2-D and 3-D feature inputs
@@ -75,6 +79,10 @@ SHAPES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
             "AveragePooling1D",
             "GlobalAveragePooling1D",
             "GlobalMaxPooling1D",
+            "SimpleRNN",
+            "LSTM",
+            "GRU",
+            "Bidirectional",
         ],
         ((4, 6, 2), (4, 5, 3)),
     ),

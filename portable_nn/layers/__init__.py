@@ -18,6 +18,7 @@ from . import (
     merge,
     normalization,
     pooling,
+    recurrent,
     reshape,
 )
 from .activation import *  # noqa: F403
@@ -31,6 +32,7 @@ from .image import *  # noqa: F403
 from .merge import *  # noqa: F403
 from .normalization import *  # noqa: F403
 from .pooling import *  # noqa: F403
+from .recurrent import *  # noqa: F403
 from .reshape import *  # noqa: F403
 
 
@@ -79,6 +81,7 @@ _MODULES = (
     merge,
     normalization,
     pooling,
+    recurrent,
     reshape,
 )
 __all__ = ["Layer", "get", "layer_from_config"]  # and each module's layer classes (not caches)
