@@ -14,6 +14,12 @@ backward runs them in reverse with the chain rule summed over every use:
 
 A model is itself a layer (it nests, and one model can be called on symbolic tensors inside
 another); its arrays are named ``"<layer name>.<array>"`` (``"conv2d.weight"``).
+
+Masks (see :mod:`portable_nn.layers.base`): every tensor carries one (None, or boolean
+``(batch, time)``): an input's is the mask given to the model, a node's outputs get their
+layer's ``compute_mask``. A node's layer receives the mask its input carries, or, for a call
+``layer(x, mask=m)``, the value of the symbolic tensor ``m`` (say a boolean
+``pnn.Input((time,))``: data then comes with a boolean array for it, True for a real step).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from portable_nn.backend import device_of, is_array, namespace_of
+from portable_nn.data import InputRule
 from portable_nn.layers.base import (
     Layer,
     Shape,
@@ -30,7 +37,7 @@ from portable_nn.layers.base import (
     layer_from_config,
     unique_name,
 )
-from portable_nn.models import _Container, _count
+from portable_nn.models import _Container, _count, combine_rules, rule_of
 
 
 class SymbolicTensor(Symbolic):
@@ -47,14 +54,28 @@ class SymbolicTensor(Symbolic):
 
 
 class Node(NamedTuple):
-    """One call of ``layer``: its input tensors (``single``: called on one, not on a list) and
-    its outputs (``many``: the layer returns a list, as a model with several outputs does)."""
+    """One call of ``layer``: its input tensors (``single``: called on one, not on a list), its
+    outputs (``many``: the layer returns a list, as a model with several outputs does) and the
+    mask it was given (``layer(x, mask=m)``: a tensor, or a list with None for a list call;
+    None: the mask its input carries)."""
 
     layer: Layer
     args: list[SymbolicTensor]
     single: bool
     outputs: list[SymbolicTensor]
     many: bool
+    mask: Any = None
+
+    @property
+    def masks(self) -> list[SymbolicTensor]:
+        """The mask tensor(s) given to the call."""
+        given = self.mask if isinstance(self.mask, list) else [self.mask]
+        return [m for m in given if m is not None]
+
+    @property
+    def reads(self) -> list[SymbolicTensor]:
+        """The tensors the call reads: its inputs and its given mask tensor(s)."""
+        return [*self.args, *self.masks]
 
 
 def Input(shape: Any, name: str | None = None) -> SymbolicTensor:  # noqa: N802 (Keras's name)
@@ -70,9 +91,10 @@ def Input(shape: Any, name: str | None = None) -> SymbolicTensor:  # noqa: N802 
     return SymbolicTensor((None, *dims), name or unique_name("input_layer"))
 
 
-def call_symbolic(layer: Layer, x: Any) -> Any:
-    """Record ``layer(x)`` on symbolic tensors: build the layer for their shapes (or check a
-    built one fits), and return symbolic outputs of ``layer.compute_output_shape``."""
+def call_symbolic(layer: Layer, x: Any, mask: Any = None) -> Any:
+    """Record ``layer(x)`` (or ``layer(x, mask=m)``) on symbolic tensors: build the layer for
+    their shapes (or check a built one fits), and return symbolic outputs of
+    ``layer.compute_output_shape``."""
     takes_list = getattr(layer, "takes_list", False)
     args = layer._flat_inputs(x) if isinstance(layer, Model) else x
     single = isinstance(args, Symbolic)
@@ -93,10 +115,23 @@ def call_symbolic(layer: Layer, x: Any) -> Any:
         )
     out = layer.compute_output_shape(shapes)
     many = isinstance(out, list)
-    node = Node(layer, args, single, [], many)
+    node = Node(layer, args, single, [], many, _given_mask(layer, mask, len(args), single))
     node.outputs.extend(SymbolicTensor(s, layer.name, node) for s in (out if many else [out]))
     outputs = node.outputs if many else node.outputs[0]
     return layer._pack(outputs) if isinstance(layer, Model) else outputs
+
+
+def _given_mask(layer: Layer, mask: Any, count: int, single: bool) -> Any:
+    """``mask`` after checking it is a symbolic tensor (a list of ``count`` tensors or None
+    for a layer called on a list), or None."""
+    if mask is None:
+        return None
+    items = [mask] if single else mask
+    ok = isinstance(items, (list, tuple)) and len(items) == count
+    if not ok or not all(m is None or isinstance(m, SymbolicTensor) for m in items):
+        wanted = "a symbolic tensor" if single else f"a list of {count} symbolic tensors or None"
+        raise TypeError(f"{layer.name}: mask must be {wanted}. Received: mask={mask!r}")
+    return mask if single else list(mask)
 
 
 def _fits(expected: Any, got: Any) -> bool:
@@ -143,7 +178,7 @@ class Model(_Container):
         self._init_container(name, seed)  # checks done: now the generator draws its seed
         self._nodes, self.built, self.takes_list = nodes, True, len(self.inputs) > 1
         self._prefixes = [(layer.name + ".", layer) for layer in self.layers]
-        given, read = {id(t) for t in self.inputs}, {id(t) for n in nodes for t in n.args}
+        given, read = {id(t) for t in self.inputs}, {id(t) for n in nodes for t in n.reads}
         self._skip_dx = {  # reads model inputs only and can skip dL/dx (in training)
             id(n) for n in nodes if n.layer.skips_input_grad and all(id(t) in given for t in n.args)
         }
@@ -201,10 +236,11 @@ class Model(_Container):
         outs = [shapes[id(t)] for t in self.outputs]
         return outs if len(outs) > 1 else outs[0]
 
-    def _walk(self, inputs: list[Any], call: Any) -> dict[int, Any]:
-        """Values of every tensor (by ``id``): ``inputs``, then ``call(node, value(s) read)``
-        node by node in topological order."""
-        values = {id(t): v for t, v in zip(self.inputs, inputs)}
+    def _walk(self, inputs: list[Any], call: Any, values: Any = None) -> dict[int, Any]:
+        """Values of every tensor (by ``id``; filled into ``values`` when given): ``inputs``,
+        then ``call(node, value(s) read)`` node by node in topological order."""
+        values = {} if values is None else values
+        values.update((id(t), v) for t, v in zip(self.inputs, inputs))
         for node in self._nodes:
             arg = values[id(node.args[0])] if node.single else [values[id(t)] for t in node.args]
             out = call(node, arg)
@@ -227,27 +263,64 @@ class Model(_Container):
     ensure_built = check_input
 
     # -- running ------------------------------------------------------------------------------
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: Any, mask: Any = None) -> Any:
         """Inference (outputs packed as given: one, a list or a dict), or a node on symbolic
         tensors (the model nested in a bigger graph)."""
-        if is_symbolic(x):
-            return call_symbolic(self, x)
-        return self._pack(self.forward(x)[0])
+        if is_symbolic(x) or is_symbolic(mask):
+            return call_symbolic(self, x, mask)
+        return self._pack(self.forward(x, mask=mask)[0])
 
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, GraphCache]:
-        """Every node in topological order; returns ``(y, cache)``, ``y`` a list for several
-        outputs. ``x``: one array, a list in input order, or a dict by input name."""
-        caches = []
+    def forward_masked(
+        self, x: Any, training: bool = False, mask: Any = None
+    ) -> tuple[Any, GraphCache, Any]:
+        """Every node in topological order; returns ``(y, cache, output mask)``, ``y`` (and the
+        mask) a list for several outputs. ``x``: one array, a list in input order, or a dict by
+        input name; ``mask``: None, the mask of the one input, or a list (one per input)."""
+        caches, values = [], {}
+        masks = dict(zip(map(id, self.inputs), self._input_masks(mask)))
 
         def call(node: Node, arg: Any) -> Any:
-            y, cache = node.layer.forward(arg, training)
+            y, cache, out = node.layer.forward_masked(arg, training, _mask_of(node, values, masks))
             caches.append(cache)
+            outs = (out if out is not None else [None] * len(node.outputs)) if node.many else [out]
+            masks.update(zip(map(id, node.outputs), outs))
             return y
 
-        values = self._walk(self.check_input(x), call)
+        self._walk(self.check_input(x), call, values)
         outputs = [values[id(t)] for t in self.outputs]
+        out_masks = [masks.get(id(t)) for t in self.outputs]
         dead = {id(t): tuple(values[id(t)].shape) for t in self._dead}
-        return (outputs if len(outputs) > 1 else outputs[0]), GraphCache(caches, dead)
+        cache = GraphCache(caches, dead)
+        if len(outputs) > 1:
+            return outputs, cache, out_masks
+        return outputs[0], cache, out_masks[0]
+
+    def _input_masks(self, mask: Any) -> list[Any]:
+        """One mask (or None) per input from the mask given to the model."""
+        if not self.takes_list:
+            return [mask]
+        if mask is None:
+            return [None] * len(self.inputs)
+        if not isinstance(mask, (list, tuple)) or len(mask) != len(self.inputs):
+            raise ValueError(
+                f"{self.name}: mask must be None or a list of {len(self.inputs)} masks (one "
+                f"per input). Received: {type(mask).__name__}"
+            )
+        return list(mask)
+
+    def input_rules(self) -> list[InputRule]:
+        """Each input's rule from the nodes reading it (a mask read is boolean)."""
+        rules = []
+        for t in self.inputs:
+            found = [
+                rule_of(n.layer, i, n.single)
+                for n in self._nodes
+                for i, a in enumerate(n.args)
+                if a is t
+            ]
+            found += [InputRule("bool") for n in self._nodes for m in n.masks if m is t]
+            rules.append(combine_rules(found))
+        return rules
 
     def backward(
         self, dy: Any, cache: GraphCache, input_grad: bool = True
@@ -280,14 +353,16 @@ class Model(_Container):
             else:
                 dx, layer_grads = node.layer.backward(d, c)
                 for t, g in zip(node.args, [dx] if node.single else dx):
-                    add(t, g)  # dL/dt sums over the readers of t
+                    if g is not None:  # None: no gradient (integer indices)
+                        add(t, g)  # dL/dt sums over the readers of t
             own = per_layer.setdefault(id(node.layer), {})
             for key, value in layer_grads.items():
                 own[key] = own[key] + value if key in own else value  # a shared layer
         grads = {p + k: v for p, layer in self._prefixes for k, v in per_layer[id(layer)].items()}
         if not input_grad:
             return None, grads
-        dx = [take(t) for t in self.inputs]
+        # an input read only as a mask or as indices has no gradient: None
+        dx = [take(t) if id(t) in grad or id(t) in cache.dead else None for t in self.inputs]
         return (dx if self.takes_list else dx[0]), grads
 
     # -- description --------------------------------------------------------------------------
@@ -331,10 +406,7 @@ class Model(_Container):
                 {"class_name": type(layer).__name__, "config": layer.get_config()}
                 for layer in self.layers
             ],
-            "nodes": [
-                [n.layer.name, refs[id(n.args[0])] if n.single else [refs[id(t)] for t in n.args]]
-                for n in self._nodes
-            ],
+            "nodes": [_node_config(n, refs) for n in self._nodes],
             "outputs": [refs[id(t)] for t in self.outputs],
             "input_keys": self.input_keys,
             "output_keys": self.output_keys,
@@ -348,10 +420,16 @@ class Model(_Container):
         layers = [layer_from_config(c["class_name"], c["config"]) for c in config["layers"]]
         by_name = {layer.name: layer for layer in layers}
         calls: dict[str, int] = {}
-        for name, arg in config["nodes"]:
+        for name, arg, *options in config["nodes"]:
             single = isinstance(arg[0], str)  # one reference, else a list of them
             args = [tensors[tuple(ref)] for ref in ([arg] if single else arg)]
-            out = by_name[name](args[0] if single else args)
+            mask = options[0].get("mask") if options else None
+            if mask is not None:  # one reference, or a list of references and None
+                one = isinstance(mask[0], str)
+                refs = [mask] if one else mask
+                found = [None if r is None else tensors[tuple(r)] for r in refs]
+                mask = found[0] if one else found
+            out = by_name[name](args[0] if single else args, mask=mask)
             first = _structure("outputs", out)[0][0]
             k = calls[name] = calls.get(name, -1) + 1
             tensors.update(((name, k, i), t) for i, t in enumerate(first.node.outputs))
@@ -399,7 +477,7 @@ def _topological(model: str, inputs: list[SymbolicTensor], outputs: list[Any]) -
             order.append(node)
             continue
         stack.append((node, True))
-        for t in reversed(node.args):
+        for t in reversed(node.reads):
             if t.node is None and id(t) not in given:
                 _disconnected(model, node, t, inputs)
             if t.node is not None and id(t.node) not in done:
@@ -458,6 +536,30 @@ def _flatten(model: str, what: str, data: Any, names: list[str]) -> Any:
             f"{model}: expects {n} {what} {names}. Received {len(items)}: shapes {shapes}"
         )
     return items if n > 1 else items[0]
+
+
+def _mask_of(node: Node, values: dict[int, Any], masks: dict[int, Any]) -> Any:
+    """The mask ``node``'s layer gets: the value of its given mask tensor(s), else the mask its
+    input carries (for a list call: the list of its inputs' masks, None when none has one)."""
+    given = node.mask
+    if isinstance(given, SymbolicTensor):
+        return values[id(given)]
+    if given is not None:
+        return [None if m is None else values[id(m)] for m in given]
+    if node.single:
+        return masks.get(id(node.args[0]))
+    found = [masks.get(id(t)) for t in node.args]
+    return None if all(m is None for m in found) else found
+
+
+def _node_config(node: Node, refs: dict[int, list[Any]]) -> list[Any]:
+    """``[layer name, input reference(s)]``, plus ``{"mask": reference(s)}`` for a given mask."""
+    arg = refs[id(node.args[0])] if node.single else [refs[id(t)] for t in node.args]
+    if node.mask is None:
+        return [node.layer.name, arg]
+    if isinstance(node.mask, SymbolicTensor):
+        return [node.layer.name, arg, {"mask": refs[id(node.mask)]}]
+    return [node.layer.name, arg, {"mask": [None if m is None else refs[id(m)] for m in node.mask]}]
 
 
 def _output_shape(node: Node, shape: Any) -> Any:

@@ -6,6 +6,10 @@ Forward runs the layers in order and keeps one cache per layer; backward runs th
     y = f_n(... f_1(x))           caches = [c_1, ..., c_n]
     dL/dx_i = backward_i(dL/dx_{i+1}, c_i)   (dx_{n+1} = dL/dy)
 
+Masks (see :mod:`portable_nn.layers.base`) travel with the data: each layer gets the current
+mask when it ``accepts_mask`` and its ``compute_mask`` gives the next one; a container accepts a
+mask for its input and computes its output's, so models nest.
+
 Parameters, buffers and gradients of layer ``i`` appear under dotted names ``"i.<name>"``
 (``"0.weight"``, ``"2.running_mean"``; nested models give ``"1.0.weight"``), walked afresh on every
 call so that buffers rebound by a training forward (BatchNorm) are always current.
@@ -19,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from portable_nn import random as pnn_random
+from portable_nn.data import FEATURES, InputRule
 from portable_nn.layers.base import (
     Layer,
     Shape,
@@ -38,6 +43,7 @@ class _Container(TrainingMixin, Layer):
     training forward (BatchNorm) are always current."""
 
     skips_input_grad = True  # backward(dy, caches, input_grad=False) is supported
+    accepts_mask = True  # a mask of its input reaches its layers (layers.base: masks)
     layers: list[Layer]
 
     def _init_container(self, name: str, seed: int | None) -> None:
@@ -55,6 +61,25 @@ class _Container(TrainingMixin, Layer):
 
     def _child(self, head: str) -> Layer:
         """The child named ``head`` (the part of an array name before the first dot)."""
+        raise NotImplementedError
+
+    def forward_masked(self, x: Any, training: bool = False, mask: Any = None) -> Any:
+        """``(y, cache, output mask)``: the layers run with the masking contract."""
+        raise NotImplementedError
+
+    def forward(self, x: Any, training: bool = False, mask: Any = None) -> tuple[Any, Any]:
+        """``(y, cache)`` (:meth:`forward_masked` without the output mask)."""
+        y, cache, _ = self.forward_masked(x, training, mask)
+        return y, cache
+
+    def compute_mask(self, x: Any, mask: Any) -> Any:
+        """The output's mask for input ``x`` with ``mask`` (runs an inference forward; a
+        container nested in another gives it from :meth:`forward_masked` instead)."""
+        return self.forward_masked(x, False, mask)[2]
+
+    def input_rules(self) -> list[InputRule]:
+        """One :class:`~portable_nn.data.InputRule` per model input (dtype kind and value checks
+        asked for by the layers reading it), for the data checks of fit/evaluate/predict."""
         raise NotImplementedError
 
     @property
@@ -265,18 +290,24 @@ class Sequential(_Container):
         if self.layers:
             self.layers[0].check_input(x)
 
+    def input_rules(self) -> list[InputRule]:
+        return [rule_of(self.layers[0])] if self.layers else [FEATURES]
+
     # -- running ------------------------------------------------------------------------------
-    def forward(self, x: Any, training: bool = False) -> tuple[Any, list[Any]]:
-        """``y = f_n(...f_1(x))``; returns ``(y, [cache_1, ..., cache_n])``."""
+    def forward_masked(
+        self, x: Any, training: bool = False, mask: Any = None
+    ) -> tuple[Any, list[Any], Any]:
+        """``y = f_n(...f_1(x))``; returns ``(y, [cache_1, ..., cache_n], output mask)``, the
+        mask passed along: ``m_i = layer_i.compute_mask(x_i, m_{i-1})``."""
         if not self.layers:
             raise ValueError(f"{self.name}: the model has no layers; add layers first")
         if not self._built and not self.built:
             self.build((None, *tuple(x.shape[1:])))
         caches = []
         for layer in self.layers:
-            x, cache = layer.forward(x, training)
+            x, cache, mask = layer.forward_masked(x, training, mask)
             caches.append(cache)
-        return x, caches
+        return x, caches, mask
 
     def backward(
         self, dy: Any, caches: list[Any], input_grad: bool = True
@@ -342,6 +373,25 @@ class Sequential(_Container):
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], name={self.name!r})"
+
+
+def rule_of(layer: Layer, position: int = 0, single: bool = True) -> InputRule:
+    """What ``layer`` asks of the model data it reads at ``position`` (of a list it is called
+    on, unless ``single``): its ``input_dtype`` and ``input_checks`` (a container's: its own
+    input rule)."""
+    if isinstance(layer, _Container):
+        return layer.input_rules()[position]
+    kind = layer.input_dtype
+    if isinstance(kind, tuple):
+        kind = kind[position] if position < len(kind) else None
+    return InputRule(kind or "real floating", (layer.input_checks,) if single else ())
+
+
+def combine_rules(rules: list[InputRule]) -> InputRule:
+    """One rule for an input read by several layers: the first kind other than floating (an
+    Embedding's ``"integral"``, a mask's ``"bool"``), every check."""
+    kind = next((r.kind for r in rules if r.kind != FEATURES.kind), FEATURES.kind)
+    return InputRule(kind, tuple(c for r in rules for c in r.checks))
 
 
 _PREFIXES: list[str] = []

@@ -13,7 +13,17 @@ from typing import Any
 from portable_nn.backend import Backend, backend_of, get_backend
 
 from .arrays import DEVICE_FRACTION, DEVICE_LIMIT_BYTES, ArrayData, one_ahead
-from .checks import CHECK_CHUNK_BYTES, as_list, check_shapes, each, first, is_labels, value_checks
+from .checks import (
+    CHECK_CHUNK_BYTES,
+    FEATURES,
+    InputRule,
+    as_list,
+    check_shapes,
+    each,
+    first,
+    is_labels,
+    value_checks,
+)
 from .stream import BatchStream, is_stream
 
 
@@ -28,8 +38,10 @@ __all__ = [
     "CHECK_CHUNK_BYTES",
     "DEVICE_FRACTION",
     "DEVICE_LIMIT_BYTES",
+    "FEATURES",
     "ArrayData",
     "BatchStream",
+    "InputRule",
     "as_list",
     "backend_of_model",
     "check_shapes",

@@ -82,9 +82,13 @@ class ArrayData:
             return cls(*_host(x, y), backend, resident=False)
         return cls(*_put(x, y, backend), backend, resident=True)
 
-    def value_checks(self, classes: Any, what: str = "") -> list[Check]:
-        """NaN/inf and label-range checks of the whole data (host data checked in chunks)."""
-        return value_checks(self.x, self.y, classes, host=not self.resident, what=what)
+    def value_checks(
+        self, classes: Any, what: str = "", rules: Any = None, finite: bool = True
+    ) -> list[Check]:
+        """NaN/inf, label-range and input-rule checks of the whole data (host data checked in
+        chunks); see :func:`~portable_nn.data.checks.value_checks`."""
+        host = not self.resident
+        return value_checks(self.x, self.y, classes, host, what, rules, finite)
 
     def split(self, fraction: float) -> tuple[ArrayData, ArrayData]:
         """The first ``1 - fraction`` of the samples and the LAST ``fraction`` (Keras's rule:

@@ -1,21 +1,35 @@
 """Checks on training data, run once per ``fit``/``evaluate``/``predict`` before anything changes.
 
 Shapes and dtypes are free (:func:`check_shapes`). Value checks (NaN/inf, class labels outside
-``[0, classes)``) are lazy :data:`~portable_nn.validation.Check` flags reduced where the data
-lives and read back together with ONE sync (:func:`portable_nn.validation.run_checks`). Host
-features (NumPy, memory maps) are checked in chunks of :data:`CHECK_CHUNK_BYTES`, so checking a
-file-backed array never allocates a temporary of its size.
+``[0, classes)``, what the layers reading a model input ask for: :class:`InputRule`) are lazy
+:data:`~portable_nn.validation.Check` flags reduced where the data lives and read back together
+with ONE sync (:func:`portable_nn.validation.run_checks`). Host features (NumPy, memory maps)
+are checked in chunks of :data:`CHECK_CHUNK_BYTES`, so checking a file-backed array never
+allocates a temporary of its size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from portable_nn.backend import has_dtype
 from portable_nn.validation import Check, all_finite, labels_in_range
 
 CHECK_CHUNK_BYTES = 64 << 20
+_KIND_TEXT = {"real floating": "real floating features", "integral": "integers", "bool": "booleans"}
+
+
+class InputRule(NamedTuple):
+    """What one model input must hold, from the layers reading it (a model's ``input_rules()``):
+    a dtype kind (``"real floating"``; ``"integral"`` for Embedding's indices; ``"bool"`` for a
+    mask) and lazy value checks ``check(label, x) -> list[Check]`` of the whole data."""
+
+    kind: str = "real floating"
+    checks: tuple[Callable[[str, Any], list[Check]], ...] = ()
+
+
+FEATURES = InputRule()
 
 
 def each(fn: Callable[[Any], Any], data: Any) -> Any:
@@ -40,12 +54,13 @@ def named(label: str, data: Any) -> list[tuple[str, Any]]:
     return [(label, data)]
 
 
-def check_shapes(x: Any, y: Any, what: str = "") -> None:
-    """x: floating, (samples, features...); y (if given): the same number of samples. Either
-    may be a list of arrays (several inputs or outputs), all holding the same samples."""
+def check_shapes(x: Any, y: Any, what: str = "", rules: list[InputRule] | None = None) -> None:
+    """x: (samples, features...) of the kind its rule asks for (real floating by default); y
+    (if given): the same number of samples. Either may be a list of arrays (several inputs or
+    outputs, ``rules`` one per input), all holding the same samples."""
     prefix = f"{what} " if what else ""
     n = None
-    for name, a in named("x", x):
+    for (name, a), rule in zip(named("x", x), rules or _features(x)):
         if not hasattr(a, "shape") or len(a.shape) < 2:
             shape = tuple(getattr(a, "shape", ()))
             raise ValueError(
@@ -56,15 +71,20 @@ def check_shapes(x: Any, y: Any, what: str = "") -> None:
             raise ValueError(
                 f"{prefix}{name} has no samples. Received: {name}.shape={tuple(a.shape)}"
             )
-        if not has_dtype(a, "real floating"):
+        if not has_dtype(a, rule.kind):
+            hint = "cast it first, e.g. pnn.asarray(x, dtype='float32')"
             raise TypeError(
-                f"{prefix}{name} must hold real floating features. Received: dtype={a.dtype}; "
-                "cast it first, e.g. pnn.asarray(x, dtype='float32')"
+                f"{prefix}{name} must hold {_KIND_TEXT.get(rule.kind, rule.kind)}. Received: "
+                f"dtype={a.dtype}{'; ' + hint if rule.kind == 'real floating' else ''}"
             )
         n = n or (name, a)
         _same_samples(prefix, n, (name, a))
     for item in named("y", y) if y is not None else []:
         _same_samples(prefix, n, item)
+
+
+def _features(x: Any) -> list[InputRule]:
+    return [FEATURES] * len(as_list(x))
 
 
 def _same_samples(prefix: str, reference: Any, item: tuple[str, Any]) -> None:
@@ -91,15 +111,25 @@ def _chunks(a: Any, host: bool) -> Iterator[Any]:
         yield a if rows >= n else a[start : start + rows, ...]
 
 
-def value_checks(x: Any, y: Any, classes: Any, host: bool, what: str = "") -> list[Check]:
-    """Lazy checks: x finite; y finite (floats) or in ``[0, classes)`` (integer labels).
-    Lists of arrays are checked one by one (``classes``: then one count per output)."""
+def value_checks(
+    x: Any,
+    y: Any,
+    classes: Any,
+    host: bool,
+    what: str = "",
+    rules: list[InputRule] | None = None,
+    finite: bool = True,
+) -> list[Check]:
+    """Lazy checks: x finite (unless ``finite=False``: ``predict``) and its rule's checks; y
+    finite (floats) or in ``[0, classes)`` (integer labels). Lists of arrays are checked one by
+    one (``classes``: then one count per output, ``rules`` one per input)."""
     prefix = f"{what} " if what else ""
     found = [
         c
-        for name, a in named("x", x)
+        for (name, a), rule in zip(named("x", x), rules or _features(x))
         for part in _chunks(a, host)
-        for c in all_finite(prefix + name, part)
+        for check in ((all_finite,) if finite else ()) + rule.checks
+        for c in check(prefix + name, part)
     ]
     counts = classes if isinstance(classes, list) else [classes]
     for (name, t), k in zip(named("y", y) if y is not None else [], counts):
@@ -112,6 +142,8 @@ def value_checks(x: Any, y: Any, classes: Any, host: bool, what: str = "") -> li
 
 __all__ = [
     "CHECK_CHUNK_BYTES",
+    "FEATURES",
+    "InputRule",
     "as_list",
     "check_shapes",
     "each",

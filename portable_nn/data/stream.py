@@ -50,6 +50,7 @@ class BatchStream:
         self.inputs: Callable[[Any], Any] = _host_numpy
         self.targets: Callable[[Any], Any] = _host_numpy
         self.classes: Any = 0
+        self.rules: Any = None  # the model's InputRules (dtype kind, value checks per input)
         self.what = ""
 
     def steps(self, batch_size: int | None = None) -> int | None:
@@ -63,10 +64,11 @@ class BatchStream:
         """Samples are not known in advance."""
         return None
 
-    def value_checks(self, classes: Any, what: str = "") -> list[Any]:
+    def value_checks(self, classes: Any, what: str = "", rules: Any = None) -> list[Any]:
         """Nothing to check up front: each host batch is checked as it arrives (``classes``
-        is kept for its label-range check)."""
+        and ``rules`` are kept for its checks)."""
         self.classes, self.what = classes, what or self.what
+        self.rules = rules or self.rules
         return []
 
     def order(self, generator: Any, shuffle: bool) -> None:
@@ -122,10 +124,10 @@ class BatchStream:
     def _place(self, raw: Any) -> tuple[Any, Any, int]:
         xb, yb = _split(raw, self.what)
         xb, yb = self.inputs(xb), None if yb is None else self.targets(yb)
-        check_shapes(xb, yb, self.what)
+        check_shapes(xb, yb, self.what, self.rules)
         arrays = as_list(xb) + ([] if yb is None else as_list(yb))
         if all(_is_host(a) for a in arrays):  # free on the host: no device sync
-            run_checks(value_checks(xb, yb, self.classes, host=True, what=self.what))
+            run_checks(value_checks(xb, yb, self.classes, True, self.what, self.rules))
         xb, yb = _put(xb, yb, self.backend, asynchronous=not self.backend.is_cpu)
         return xb, yb, int(first(xb).shape[0])
 

@@ -47,6 +47,7 @@ class Activation(Layer):
     """
 
     _options: ClassVar[tuple[str, ...]] = ()  # attributes passed to f and its grad (alpha, axis)
+    keeps_mask = True  # the output's steps are the input's (masking, see layers.base)
 
     def __init__(
         self, activation: str | None, *, input_shape: Shape | None = None, name: str | None = None

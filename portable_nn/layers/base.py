@@ -13,6 +13,33 @@ Optional: a layer whose class sets ``skips_input_grad = True`` also accepts
 dL/dx. Containers use it for their first layer when nobody needs the gradient of the data (for
 a Dense layer that saves the ``dy @ W.T`` matmul, a third of its backward cost).
 
+Masks (Keras's masking, for sequences ``(batch, time, ...)``): a mask is a boolean array
+``(batch, time)``, True for a real step, False for padding.
+
+* ``accepts_mask = True`` (class attribute): the layer's forward is
+  ``forward(x, training=False, mask=None)`` and uses ``mask`` (a masked step of a recurrent
+  layer keeps the previous state and gets no gradient); it keeps what it used in its cache, so
+  backward needs no mask. Masks never reach the forward of a layer without ``accepts_mask``.
+* ``compute_mask(x, mask) -> mask or None``: the mask of the layer's output, from its input
+  ``x`` and the input's ``mask``. By default ``mask`` when the class sets ``keeps_mask = True``
+  (the output's steps are the input's: Dense, Activation, Dropout, LayerNormalization), else
+  None (the mask stops there). ``Embedding(mask_zero=True)`` makes one: ``x != 0``.
+* Containers carry it: ``Sequential`` runs ``forward_masked(x, training, mask) -> (y, cache,
+  output mask)`` layer after layer (:meth:`Layer.forward_masked` passes ``mask=`` to layers with
+  ``accepts_mask`` and then calls ``compute_mask``); a graph ``Model`` keeps one mask per
+  symbolic tensor the same way, and ``layer(x, mask=m)`` on symbolic tensors makes the tensor
+  ``m`` (a boolean ``pnn.Input((time,))`` for instance) that node's mask. ``Sequential`` and
+  ``Model`` accept a mask and compute their output mask, so they nest. A layer called on a list
+  gets a list of its inputs' masks (None when none has one).
+
+Model inputs: ``input_dtype`` (class attribute) is the dtype kind a layer takes when it differs
+from its weights' (``"integral"`` for Embedding's indices; a tuple, one kind per input, for a
+layer called on a list); ``input_checks(label, x)`` returns lazy value checks (see
+:mod:`portable_nn.validation`) that ``fit``/``evaluate``/``predict`` run once on the whole
+data fed to the layer from a model input (Embedding: indices in ``[0, input_dim)``), within
+their one device read. A layer giving no gradient to its input (integer indices) returns
+``dx = None``.
+
 Backward never mutates parameters (JAX arrays are immutable). A training-mode forward that
 updates buffers rebinds the entries of ``bufs`` to new arrays instead of writing in place.
 Weights are created by :meth:`build` when the input shape is first known (lazy, Keras style),
@@ -27,7 +54,7 @@ import re
 from typing import Any, ClassVar
 
 from portable_nn.backend import has_dtype, namespace_and_device
-from portable_nn.validation import check_like, format_shape, require_dtype, require_shape
+from portable_nn.validation import Check, check_like, format_shape, require_dtype, require_shape
 
 Shape = tuple[Any, ...]
 
@@ -76,6 +103,9 @@ class Layer:
 
     has_training_behaviour: ClassVar[bool] = False
     skips_input_grad: ClassVar[bool] = False  # backward(dy, cache, input_grad=False) supported
+    accepts_mask: ClassVar[bool] = False  # forward(x, training=False, mask=None) uses a mask
+    keeps_mask: ClassVar[bool] = False  # the output carries the input's mask unchanged
+    input_dtype: ClassVar[Any] = None  # None: the weights' dtype (real floating without any)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -134,10 +164,13 @@ class Layer:
                     f"received shape {format_shape(got)}"
                 )
         arrays = self.params or self.bufs  # a layer with buffers only compares with those
-        if not arrays:  # nothing to compare with: any real floating input
-            if not has_dtype(x, "real floating"):
-                require_dtype(f"{self.name}: input", x, "real floating", "a real floating array")
-            return
+        kind = self.input_dtype if isinstance(self.input_dtype, str) else None
+        if kind is not None or not arrays:  # a kind of its own, or nothing to compare with
+            if not has_dtype(x, kind or "real floating"):
+                expected = _KIND_TEXT.get(kind or "real floating", f"of kind {kind!r}")
+                require_dtype(f"{self.name}: input", x, kind or "real floating", expected)
+            if not arrays:
+                return
         first = next(iter(arrays.values()))
         device = getattr(x, "device", None)
         same = type(x) is type(first) and device is not None
@@ -146,7 +179,7 @@ class Layer:
                 namespace_and_device(x, first)
             except ValueError as exc:
                 raise ValueError(f"{self.name}: input and weights differ: {exc}") from None
-        if x.dtype != first.dtype:
+        if kind is None and x.dtype != first.dtype:
             raise TypeError(
                 f"{self.name}: input dtype {x.dtype} differs from the weights' dtype "
                 f"{first.dtype}; cast the input (pnn.asarray does) or change the backend dtype"
@@ -164,14 +197,36 @@ class Layer:
         if dy.shape != shape:  # torch.Size is a tuple
             require_shape(f"{self.name}: upstream gradient dy", dy, shape)
 
-    def __call__(self, x: Any) -> Any:
-        """Inference: ``forward(x, training=False)[0]``; on symbolic tensors (``pnn.Input``) the
-        call is recorded as a node of a graph model (:func:`portable_nn.graph.call_symbolic`)."""
-        if is_symbolic(x):
+    def forward_masked(
+        self, x: Any, training: bool = False, mask: Any = None
+    ) -> tuple[Any, Any, Any]:
+        """``(y, cache, output mask)``: :meth:`forward`, given ``mask`` only with
+        ``accepts_mask``, then :meth:`compute_mask` (what containers call; see the module
+        docstring)."""
+        if self.accepts_mask:
+            y, cache = self.forward(x, training, mask=mask)  # type: ignore[call-arg]
+        else:
+            y, cache = self.forward(x, training)
+        return y, cache, self.compute_mask(x, mask)
+
+    def compute_mask(self, x: Any, mask: Any) -> Any:
+        """The output's mask: the input's ``mask`` when ``keeps_mask``, else None."""
+        return mask if self.keeps_mask else None
+
+    def input_checks(self, label: str, x: Any) -> list[Check]:
+        """Lazy value checks of data ``x`` fed to this layer from a model input (``label`` names
+        it in messages); none by default (floating data is checked finite for every model)."""
+        return []
+
+    def __call__(self, x: Any, mask: Any = None) -> Any:
+        """Inference: ``forward(x, training=False)[0]`` (with ``mask`` when the layer accepts
+        one); on symbolic tensors (``pnn.Input``) the call is recorded as a node of a graph model
+        (:func:`portable_nn.graph.call_symbolic`; a symbolic ``mask`` becomes the node's mask)."""
+        if is_symbolic(x) or is_symbolic(mask):
             from portable_nn.graph import call_symbolic
 
-            return call_symbolic(self, x)
-        return self.forward(x, training=False)[0]
+            return call_symbolic(self, x, mask)
+        return self.forward_masked(x, False, mask)[0]
 
     # -- parameters ---------------------------------------------------------------------------
     def parameters(self) -> dict[str, Any]:
@@ -224,6 +279,9 @@ class Layer:
         skip = {"name", "input_shape"}  # the name comes last
         args = [f"{k}={v!r}" for k, v in config.items() if k not in skip and defaults.get(k) != v]
         return f"{type(self).__name__}({', '.join([*args, f'name={self.name!r}'])})"
+
+
+_KIND_TEXT = {"real floating": "a real floating array", "integral": "an integer array (indices)"}
 
 
 def check_entries(owner: str, own: dict[str, Any], values: dict[str, Any], what: str) -> None:

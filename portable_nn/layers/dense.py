@@ -42,6 +42,7 @@ class Dense(Layer):
     """
 
     skips_input_grad = True
+    keeps_mask = True  # the output's steps are the input's (masking, see layers.base)
 
     def __init__(
         self,

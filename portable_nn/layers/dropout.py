@@ -39,6 +39,7 @@ class Dropout(Layer):
     """
 
     has_training_behaviour = True
+    keeps_mask = True  # the output's steps are the input's (masking, see layers.base)
 
     def __init__(
         self,

@@ -202,6 +202,8 @@ class LayerNormalization(_Normalization):
     inference, no buffers. Params ``"gamma"`` (ones) and ``"beta"`` (zeros), shape (features,).
     """
 
+    keeps_mask = True  # the output's steps are the input's (masking, see layers.base)
+
     def _normalize(self, x: Any, training: bool) -> tuple[Any, Any, tuple[int, ...] | None]:
         xp = namespace_of(x)
         xc = x - xp.mean(x, axis=-1, keepdims=True)

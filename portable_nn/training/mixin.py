@@ -180,28 +180,25 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         validation_steps: int | None = None,
     ) -> tuple[Data, Data | None]:
         """Place, split and check the training (and validation) data: one sync in all."""
-        train = self._prepare(x, y, "", batch_size, steps)
+        train = self._prepare(x, y, "", steps)
         val = None
         if is_stream(validation_data):
-            val = self._prepare(
-                validation_data, None, "validation_data", batch_size, validation_steps
-            )
+            val = self._prepare(validation_data, None, "validation_data", validation_steps)
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError(
                     "validation_data must be a tuple (x_val, y_val) or a batch generator (sample "
                     f"weights are not supported). Received: {type(validation_data).__name__}"
                 )
-            val = self._prepare(*validation_data, "validation_data", batch_size)
+            val = self._prepare(*validation_data, "validation_data")
         elif split > 0.0:
             train, val = train.split(split)
-        self._check_values(train, val)
+        self._check_values(batch_size, train, val)
         return train, val
 
-    def _prepare(
-        self, x: Any, y: Any, what: str, batch_size: int, steps: int | None = None
-    ) -> Data:
-        """Shapes and dtypes (free), then build, place and dry-run the first batch."""
+    def _prepare(self, x: Any, y: Any, what: str, steps: int | None = None) -> Data:
+        """Shapes and dtypes (free), then build and place (the dry run comes after the value
+        checks: an Embedding's indices are checked before any forward reads them)."""
         if is_stream(x):
             if y is not None:
                 raise ValueError(
@@ -213,7 +210,6 @@ class TrainingMixin(StepsMixin, RngStateMixin):
                 raise ValueError(f"{what or 'fit/evaluate'}: y is required (targets for the loss)")
             data = self._arrays(self._inputs_of(x), self._targets_of(y), what)
             data.y = self._labels_as_loss_expects(data.y)
-        self._dry_run(data, batch_size)
         return data
 
     def _inputs_of(self, x: Any) -> Any:
@@ -237,7 +233,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
 
     def _arrays(self, x: Any, y: Any, what: str) -> ArrayData:
         """``x``, ``y`` as :meth:`_inputs_of` and :meth:`_targets_of` give them."""
-        check_shapes(x, y, what)
+        check_shapes(x, y, what, self.input_rules())
         if not self.built:
             self.build((None, *tuple(x.shape[1:])))
         return ArrayData.from_inputs(x, y, backend_of_model(self))
@@ -248,7 +244,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         if not self.built:
             self.build((None, *tuple(_with_shape(stream.peek()).shape[1:])))
             stream.backend = backend_of_model(self)
-        stream.inputs, stream.what = self._inputs_of, what
+        stream.inputs, stream.what, stream.rules = self._inputs_of, what, self.input_rules()
         stream.targets = lambda y: self._labels_as_loss_expects(self._targets_of(y))
         return stream
 
@@ -270,15 +266,19 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         for metric in self.compiled_metrics:
             metric.batch_value(yb, y_pred)
 
-    def _check_values(self, *datasets: Data | None) -> None:
-        """NaN/inf and label range over the whole data, one read-back for everything."""
+    def _check_values(self, batch_size: int, *datasets: Data | None) -> None:
+        """NaN/inf, label range and the input rules (an Embedding's index range) over the
+        whole data, one read-back for everything; then the dry run of each."""
         shapes = self.compute_output_shape(self.input_shape)
         classes = each(lambda shape: int(shape[-1]), shapes)
-        found = []
+        rules, found = self.input_rules(), []
         for data, what in zip(datasets, ("", "validation")):
             if data is not None:
-                found += data.value_checks(classes, what)
+                found += data.value_checks(classes, what, rules)
         validation.run_checks(found)
+        for data in datasets:
+            if data is not None:
+                self._dry_run(data, batch_size)
 
     # -- evaluate / predict -------------------------------------------------------------------
     @on_model_device
@@ -295,8 +295,8 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         or until it runs out) in inference mode, as Python floats."""
         self._require_compiled("evaluate")
         validation.positive_int("batch_size", batch_size)
-        data = self._prepare(x, y, "", batch_size, steps)
-        self._check_values(data)
+        data = self._prepare(x, y, "", steps)
+        self._check_values(batch_size, data)
         cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
         cbs.on_test_begin(None)
         logs = loop.read_logs(loop.run_test(self, data, batch_size, cbs).means())
@@ -318,6 +318,8 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         validation.positive_int("batch_size", batch_size)
         inputs = None if is_stream(x) else self._inputs_of(x)
         data = self._stream(x, steps, "") if inputs is None else self._arrays(inputs, None, "")
+        if inputs is not None:  # the input rules only (indices in range): one read at most
+            validation.run_checks(data.value_checks(0, "", self.input_rules(), finite=False))
         cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
         cbs.on_predict_begin(None)
         y = loop.run_predict(self, data, batch_size, cbs)
