@@ -152,6 +152,8 @@ ARGS = {  # constructor arguments of the classes that need some (others use thei
     "Conv2D": {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same", "groups": 1},
     "Conv1D": {"filters": 2, "kernel_size": 3, "dilation_rate": 2},
     "SpatialDropout2D": {"rate": 0.3, "seed": 7},
+    "Embedding": {"input_dim": 5, "output_dim": 2, "mask_zero": True, "seed": 3},
+    "PositionEmbedding": {"max_length": 4, "initializer": "zeros"},
     "MultiHeadAttention": {"num_heads": 2, "key_dim": 3, "dropout": 0.1, "use_causal_mask": True},
     "SimpleRNN": {"units": 2, "activation": "relu", "return_sequences": True},
     "LSTM": {"units": 2, "unit_forget_bias": False, "go_backwards": True},

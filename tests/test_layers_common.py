@@ -50,6 +50,8 @@ FACTORIES: dict[str, Any] = {
     "Cropping2D": lambda: L.Cropping2D(1),
     "UpSampling2D": lambda: L.UpSampling2D((2, 1)),
     "SpatialDropout2D": lambda: L.SpatialDropout2D(0.5, seed=1),
+    "Embedding": lambda: L.Embedding(7, 3, mask_zero=True, seed=0),  # integer inputs: INDICES
+    "PositionEmbedding": lambda: L.PositionEmbedding(8, seed=0),
     "SimpleRNN": lambda: L.SimpleRNN(3, seed=0),
     "LSTM": lambda: L.LSTM(3, return_sequences=True, seed=0),
     "GRU": lambda: L.GRU(3, go_backwards=True, seed=0),
@@ -87,6 +89,8 @@ SHAPES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
         ((4, 6, 2), (4, 5, 3)),
     ),
 }
+SHAPES.update(Embedding=((4, 6), (4, 2, 3)), PositionEmbedding=((4, 6, 2), (4, 5, 3)))
+INDICES = {"Embedding": 7}  # layers taking integer indices (in [0, value)), no dx
 MULTI_INPUT = {
     *("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"),
     "MultiHeadAttention",  # tested in test_layers_attention.py
@@ -99,6 +103,13 @@ def shapes(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 def _x(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-2.0, 2.0, shape)
+
+
+def _input(name: str, shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
+    """Features of ``dtype``, or indices for the layers in ``INDICES``."""
+    if name in INDICES:
+        return np.random.default_rng(0).integers(0, INDICES[name], shape)
+    return _x(shape).astype(dtype)
 
 
 def foreign_library(backend: Any) -> str:
@@ -127,15 +138,16 @@ def test_shapes_placement_dtype(backend: Any, name: str, dtype: str) -> None:
     shape = shapes(name)[dtype == "float64"]
     with backend.use(dtype):
         layer = FACTORIES[name]()
-        x = backend.asarray(_x(shape), dtype)
+        x = backend.asarray(_input(name, shape, dtype))
         y, cache = layer.forward(x, training=True)
         assert tuple(y.shape) == layer.compute_output_shape((4, *shape[1:]))
         assert tuple(y.shape)[1:] == layer.compute_output_shape(layer.input_shape)[1:]
         dy = backend.asarray(_x(tuple(y.shape), seed=1), dtype)
         dx, grads = layer.backward(dy, cache)
-        assert tuple(dx.shape) == shape
+        assert (dx is None) if name in INDICES else tuple(dx.shape) == shape
         assert sorted(grads) == sorted(layer.params)
-        arrays = [y, dx, *grads.values(), *layer.params.values(), *layer.buffers().values()]
+        arrays = [y, *grads.values(), *layer.params.values(), *layer.buffers().values()]
+        arrays += [] if dx is None else [dx]
         for out in arrays:
             backend.assert_same_place(out)
             assert out.dtype == getattr(backend.xp, dtype)
@@ -145,11 +157,13 @@ def test_shapes_placement_dtype(backend: Any, name: str, dtype: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_integer_input_is_type_error_and_builds_nothing(backend: Any, name: str) -> None:
+    """(Floating input for the layers taking indices.)"""
     layer = FACTORIES[name]()
     shape = shapes(name)[0]
     integers = np.arange(int(np.prod(shape))).reshape(shape)
+    wrong = _x(shape).astype("float32") if name in INDICES else integers
     with pytest.raises(TypeError, match="int"):
-        layer.forward(backend.asarray(integers), training=True)
+        layer.forward(backend.asarray(wrong), training=True)
     assert not layer.built and layer.params == {} and layer.bufs == {}
 
 
@@ -158,10 +172,10 @@ def test_foreign_input_after_build(backend: Any, name: str) -> None:
     """Layers with weights refuse another library's input; weightless ones follow the input."""
     layer = FACTORIES[name]()
     shape = shapes(name)[0]
-    layer.forward(backend.asarray(_x(shape), "float32"))
+    layer.forward(backend.asarray(_input(name, shape)))
     other = foreign_library(backend)
     with pnn.use_backend(other) as active:
-        foreign = pnn.asarray(_x(shape))
+        foreign = pnn.asarray(_input(name, shape))
     if layer.state_dict():
         with pytest.raises(ValueError, match=f"two backends cannot be mixed: {other}"):
             layer.forward(foreign, training=True)
@@ -187,7 +201,7 @@ def test_config_is_json_and_round_trips(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_inference_call_equals_forward_eval(backend: Any, name: str) -> None:
     layer = FACTORIES[name]()
-    x = backend.asarray(_x(shapes(name)[0]), "float32")
+    x = backend.asarray(_input(name, shapes(name)[0]))
     y_eval, _ = layer.forward(x, training=False)
     np.testing.assert_array_equal(backend.to_numpy(layer(x)), backend.to_numpy(y_eval))
 

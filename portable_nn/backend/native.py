@@ -1,4 +1,5 @@
-"""Native kernels of a namespace for what the array API standard lacks (erf, erfc, convolution).
+"""Native kernels of a namespace for what the array API standard lacks (erf, erfc, convolution,
+scatter-add).
 
 The portable versions in :mod:`portable_nn.functional` stay the reference; where the library
 behind a namespace has its own kernel (one fused launch instead of ~25 elementwise ones on a GPU,
@@ -134,4 +135,50 @@ def _jax_convolution() -> Convolution:
     return Convolution(forward, backward)
 
 
-__all__ = ["Convolution", "convolution", "native"]
+@functools.cache
+def scatter_add(xp: ModuleType) -> Callable[[Any, Any, int], Any] | None:
+    """``add_rows(indices, values, n) -> out`` of shape ``(n, d)`` with ``out[v] = sum of
+    values[k] over the k where indices[k] == v`` (repeats accumulate), or None (array-api-strict:
+    the portable one-hot matmul is the default there). ``indices``: (N,) integers in ``[0, n)``;
+    ``values``: (N, d). NumPy: ``np.add.at`` over the flat cells (its fast 1-D path, 6x faster
+    than on rows), torch: ``index_add``, JAX: ``.at[].add``, CuPy: ``cupyx.scatter_add``."""
+    if array_api_compat.is_numpy_namespace(xp):
+        import numpy as np
+
+        def add_rows(indices: Any, values: Any, n: int) -> Any:
+            d = values.shape[1]
+            out = np.zeros(n * d, dtype=values.dtype)
+            cells = np.asarray(indices, dtype=np.intp)[:, None] * d + np.arange(d)
+            np.add.at(out, cells.ravel(), np.ravel(values))  # out[x[k] * d + j] += values[k, j]
+            return out.reshape(n, d)
+
+        return add_rows
+    if array_api_compat.is_torch_namespace(xp):
+        import torch
+
+        def torch_rows(indices: Any, values: Any, n: int) -> Any:
+            out = torch.zeros((n, values.shape[1]), dtype=values.dtype, device=values.device)
+            return out.index_add_(0, indices, values)
+
+        return torch_rows
+    if array_api_compat.is_jax_namespace(xp):
+        import jax.numpy as jnp
+
+        def jax_rows(indices: Any, values: Any, n: int) -> Any:  # zeros on values' device
+            return jnp.zeros_like(values, shape=(n, values.shape[1])).at[indices].add(values)
+
+        return jax_rows
+    if array_api_compat.is_cupy_namespace(xp):
+        import cupy
+        import cupyx
+
+        def cupy_rows(indices: Any, values: Any, n: int) -> Any:
+            out = cupy.zeros((n, values.shape[1]), dtype=values.dtype)
+            cupyx.scatter_add(out, indices, values)
+            return out
+
+        return cupy_rows
+    return None
+
+
+__all__ = ["Convolution", "convolution", "native", "scatter_add"]

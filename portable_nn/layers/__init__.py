@@ -14,6 +14,7 @@ from . import (
     convolution,
     dense,
     dropout,
+    embedding,
     image,
     merge,
     normalization,
@@ -28,6 +29,7 @@ from .base import LAYER_REGISTRY, Layer, layer_from_config, registered_layers
 from .convolution import *  # noqa: F403
 from .dense import *  # noqa: F403
 from .dropout import *  # noqa: F403
+from .embedding import *  # noqa: F403
 from .image import *  # noqa: F403
 from .merge import *  # noqa: F403
 from .normalization import *  # noqa: F403
@@ -77,6 +79,7 @@ _MODULES = (
     convolution,
     dense,
     dropout,
+    embedding,
     image,
     merge,
     normalization,
