@@ -135,8 +135,12 @@ def _given_mask(layer: Layer, mask: Any, count: int, single: bool) -> Any:
 
 
 def _fits(expected: Any, got: Any) -> bool:
-    """Per-sample shapes agree (``None`` matches anything); lists pairwise."""
-    if isinstance(expected, list) or isinstance(got, list):
+    """Per-sample shapes agree (``None`` matches anything); lists pairwise; a layer built on
+    one input and called on a list (an RNN given its initial states) checks the first."""
+    if isinstance(expected, list) != isinstance(got, list):
+        first_expected = expected[0] if isinstance(expected, list) else expected
+        return _fits(first_expected, got[0] if isinstance(got, list) else got)
+    if isinstance(expected, list):
         pairs = list(zip(expected, got)) if len(expected) == len(got) else []
         return bool(pairs) and all(_fits(e, g) for e, g in pairs)
     return len(expected) == len(got) and all(

@@ -508,3 +508,18 @@ def test_load_in_a_fresh_process(tmp_path: Path) -> None:
         cwd=root, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, f"fresh process failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_a_built_rnn_called_on_a_list_with_its_initial_states() -> None:
+    """A layer built on one input accepts [x, states...] in the graph (the first is checked)."""
+    lstm = pnn.layers.LSTM(3, input_shape=(5, 2), return_state=True)
+    x, h, c = pnn.Input((5, 2)), pnn.Input((3,)), pnn.Input((3,))
+    model = pnn.Model([x, h, c], lstm([x, h, c])[0])
+    data = [
+        np.ones((2, 5, 2), np.float32),
+        np.zeros((2, 3), np.float32),
+        np.zeros((2, 3), np.float32),
+    ]
+    assert model.predict(data).shape == (2, 3)
+    with pytest.raises(ValueError, match="expects inputs of shape"):
+        lstm([pnn.Input((5, 4)), h, c])
