@@ -12,6 +12,8 @@ import math
 import warnings
 from typing import Any, NamedTuple
 
+import array_api_compat
+
 from portable_nn.backend import namespace_of
 from portable_nn.validation import flag, positive, real_number
 
@@ -64,6 +66,16 @@ class _Normalization(Layer):
         self._feature_shape = (features, *[1] * tail) if tail else None
         super().build(input_shape)
 
+    def _sums(self, xp: Any, a: Any) -> Any:
+        """Sums over every axis but the features, shape (features,). Features last: one
+        ``ones @ a`` matvec over ``a`` seen as (rows, features): BLAS, several times faster than
+        a multi-axis reduction on NumPy and more accurate in float32 (pairwise sums)."""
+        if self._feature_shape is not None or a.ndim < 3:
+            return xp.sum(a, axis=self._axes)
+        rows = xp.reshape(a, (-1, a.shape[-1]))
+        ones = xp.ones((1, rows.shape[0]), dtype=a.dtype, device=array_api_compat.device(a))
+        return xp.reshape(ones @ rows, (a.shape[-1],))
+
     def _along(self, xp: Any, v: Any) -> Any:
         """A (features,) array shaped to broadcast against the input."""
         return v if self._feature_shape is None else xp.reshape(v, self._feature_shape)
@@ -87,8 +99,8 @@ class _Normalization(Layer):
         xhat, inv_std, gamma, shape, axes = cache
         self.check_gradient(dy, shape)
         xp = namespace_of(dy)
-        dbeta = xp.sum(dy, axis=self._axes)  # dL/dbeta = sum(dy)
-        dgamma = xp.sum(dy * xhat, axis=self._axes)  # dL/dgamma = sum(dy * xhat)
+        dbeta = self._sums(xp, dy)  # dL/dbeta = sum(dy)
+        dgamma = self._sums(xp, dy * xhat)  # dL/dgamma = sum(dy * xhat)
         grads = {k: g for k, g in (("gamma", dgamma), ("beta", dbeta)) if k in self.params}
         g_scale = inv_std if gamma is None else gamma * inv_std
         if axes is None:  # mean and var are constants
@@ -179,9 +191,9 @@ class BatchNormalization(_Normalization):
                 f"{self.name}: training needs more than one value per feature to estimate a "
                 f"variance; received input of shape {tuple(x.shape)}"
             )
-        mean = xp.mean(x, axis=self._axes)
+        mean = self._sums(xp, x) * (1.0 / n)
         xc = x - self._along(xp, mean)
-        var = xp.mean(xc * xc, axis=self._axes)  # biased: normalises the batch
+        var = self._sums(xp, xc * xc) * (1.0 / n)  # biased: normalises the batch
         m = self.momentum
         new_mean = (1.0 - m) * bufs["running_mean"] + m * mean
         new_var = (1.0 - m) * bufs["running_var"] + (m * n / (n - 1)) * var  # unbiased
