@@ -87,7 +87,7 @@ def describe(backend: pnn.Backend) -> str:
 
 
 def figure_path(out: str | os.PathLike | None, name: str) -> str | None:
-    """``out/name`` (folders created later by the plot), or None when figures are off."""
+    """``out/name`` (folders created by :func:`save_figure`), or None when figures are off."""
     return None if out is None else os.path.join(os.fspath(out), name)
 
 
@@ -99,6 +99,7 @@ def save_figure(
     Returns the path written, or None (no path asked, or matplotlib missing)."""
     if path is None:
         return None
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     try:
         draw(*args, path=path, **kwargs)
     except ImportError as exc:
