@@ -1,4 +1,5 @@
-"""Smoke tests of ``benchmarks/mlp.py``, ``cnn.py`` and ``_timing.py``: tiny sizes, one repeat.
+"""Smoke tests of ``benchmarks/mlp.py``, ``cnn.py``, ``rnn.py`` and ``_timing.py``: tiny sizes,
+one repeat.
 
 They keep the benchmark runnable (CLI, JSON layout, correctness check against PyTorch) without
 measuring anything; the numbers themselves come from a full run (see benchmarks/README.md).
@@ -23,9 +24,11 @@ sys.path.insert(0, str(BENCH))
 import _cnn_contenders  # noqa: E402
 import _harness  # noqa: E402
 import _mlp_contenders  # noqa: E402
+import _rnn_contenders  # noqa: E402
 import _timing  # noqa: E402
 import cnn  # noqa: E402
 import mlp  # noqa: E402
+import rnn  # noqa: E402
 
 
 def test_cli_quick_run_writes_json(tmp_path: Path) -> None:
@@ -450,3 +453,76 @@ def test_cnn_weight_layouts_round_trip() -> None:
     assert np.array_equal(_cnn_contenders.dense_from_torch(theirs, (h, w, c)), ours)
     assert _cnn_contenders.shapes(cnn.MODELS["lenet"].layers, (28, 28, 1))[7] == (256,)
     assert _cnn_contenders.shapes(cnn.MODELS["block"].layers, (32, 32, 3))[9] == (4096,)
+
+
+# -- rnn.py -------------------------------------------------------------------------------------
+def test_rnn_cli_quick_run_writes_json(tmp_path: Path) -> None:
+    """``rnn.py --quick``: both models' contenders pass the check against PyTorch (every
+    gradient but the attention's key bias, see ``Problem.checked``) and are timed on one
+    thread by default."""
+    out = tmp_path / "rnn.json"
+    jax_wanted = _mlp_contenders.jax_unavailable() is None
+    backends = "numpy,torch,jax" if jax_wanted else "numpy,torch"
+    command = [sys.executable, str(BENCH / "rnn.py"), "--quick", "--backend", backends]
+    done = subprocess.run(
+        [*command, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads(out.read_text())
+    assert document["benchmark"] == "rnn_train_step"
+    assert document["settings"]["threads"] == 1 and document["environment"]["torch_threads"] == 1
+    names = {"pytorch-cpu", "pnn-numpy", "pnn-numpy-train_step"}
+    names |= {"pnn-torch-cpu", "pnn-torch-cpu-train_step"}
+    if jax_wanted:
+        names |= {"pnn-jax", "pnn-jax-train_step"}
+    for model, sizes in rnn.QUICK_MODELS.items():
+        assert document["settings"]["model_sizes"][model]["time"] == sizes.time
+        rows = {r["contender"]: r for r in document["results"] if r["model"] == model}
+        assert set(rows) == names, (model, sorted(rows))
+        assert rows["pytorch-cpu"]["ratio_to_pytorch"] == 1.0
+        assert "meets_target" not in rows["pnn-numpy"]  # --quick: no verdicts
+        if jax_wanted:
+            assert rows["pnn-jax-train_step"]["compiled"] is True
+        checks = document["correctness"][model]
+        assert set(checks) == names - {"pytorch-cpu"}
+        assert all(check["ok"] for check in checks.values()), checks
+        assert all("max_grad_error_over_scale" in checks[n] for n in ("pnn-numpy", "pnn-torch-cpu"))
+
+
+@pytest.mark.parametrize("model", ["lstm", "attention"])
+@pytest.mark.parametrize("planted", ["weights", "gradient"])
+def test_rnn_correctness_check_catches_wrong_steps(model: str, planted: str) -> None:
+    """A step that moves one weight array by 1e-2 too much, or reports a gradient of the
+    recurrent (or query) weights off by 1 %, fails the check; the honest step passes."""
+    problem = _rnn_contenders.make_problem(rnn.QUICK_MODELS[model])
+    target = problem.names[1]  # "0.recurrent_weight" / "attention.query_bias"
+
+    class Wrong(_rnn_contenders.PortableModel):
+        def step(self):
+            loss = super().step()
+            if planted == "weights":
+                params = self.model.parameters()
+                self.model.assign_parameters({target: params[target] + 1e-2})
+            else:
+                self.last_grads = {**self.last_grads, target: self.last_grads[target] * 1.01}
+            return loss
+
+    torch_side = _rnn_contenders.TorchModel(problem, "cpu")
+    good = _rnn_contenders.PortableModel("numpy", None, "manual", problem)
+    bad = Wrong("numpy", None, "manual", problem)
+    bad.name = "wrong"
+    report = rnn.check_against_torch([torch_side, good, bad])
+    assert report["pnn-numpy"]["ok"], report
+    assert not report["wrong"]["ok"], report
+
+
+def test_rnn_targets_only_for_numpy_at_full_size() -> None:
+    args = rnn.parse_args([])
+    assert args.threads == 1
+    assert rnn.targets_of("pnn-numpy-train_step", args) == {"pytorch": 0.5}
+    assert rnn.targets_of("pnn-torch-cpu", args) == {}
+    assert rnn.targets_of("pnn-numpy", rnn.parse_args(["--quick"])) == {}
