@@ -278,6 +278,7 @@ class AveragePooling1D(_AveragePooling):
 class GlobalPoolCache(NamedTuple):
     x: Any  # max: the input as (batch, cells, channels) / (batch, channels, cells); mean: None
     shape: tuple[int, ...]  # x's shape, which dx gets
+    weights: Any = None  # masked mean: (batch, time) weights mask / count; else None (1 / n)
 
 
 class _GlobalPooling(Layer):
@@ -328,6 +329,9 @@ class _GlobalAveragePooling(_GlobalPooling):
         self.check_gradient(dy, self.compute_output_shape(shape))
         xp, n = namespace_of(dy), math.prod(shape) // math.prod(dy.shape)
         axis = 1 if self.data_format == "channels_last" else 2
+        if cache.weights is not None:  # masked: dL/dx[b, t] = dy[b] * weights[b, t]
+            w = xp.expand_dims(cache.weights, axis=3 - axis)
+            return xp.expand_dims(dy, axis=axis) * w, {}
         cells = (shape[0], n, dy.shape[1]) if axis == 1 else (shape[0], dy.shape[1], n)
         dx = xp.zeros(cells, dtype=dy.dtype, device=array_api_compat.device(dy))
         dx = dx + xp.expand_dims(dy / float(n), axis=axis)  # dL/dx = dy / n at every position
@@ -344,7 +348,7 @@ class _GlobalMaxPooling(_GlobalPooling):
         return namespace_of(x).max(cells, axis=axis), GlobalPoolCache(cells, tuple(x.shape))
 
     def backward(self, dy: Any, cache: GlobalPoolCache) -> tuple[Any, dict[str, Any]]:
-        cells, shape = cache
+        cells, shape = cache.x, cache.shape
         self.check_gradient(dy, self.compute_output_shape(shape))
         xp, axis = namespace_of(dy), 1 if self.data_format == "channels_last" else 2
         first = xp.argmax(cells, axis=axis, keepdims=True)  # the first maximal position
@@ -361,9 +365,30 @@ class GlobalAveragePooling2D(_GlobalAveragePooling):
 
 @_with_doc(_GLOBAL_DOC, 1)
 class GlobalAveragePooling1D(_GlobalAveragePooling):
-    """Mean of each channel over the sequence."""
+    """Mean of each channel over the sequence; with a sequence mask ``(batch, time)`` (from
+    ``Embedding(mask_zero=True)`` or a mask input) over the real steps only, as Keras:
+    ``y[b] = sum_t mask[b, t] x[b, t] / max(1, sum_t mask[b, t])`` (a fully masked row gives
+    zeros). The mask stops here."""
 
     _rank = 1
+    accepts_mask = True
+
+    def forward(
+        self, x: Any, training: bool = False, mask: Any = None
+    ) -> tuple[Any, GlobalPoolCache]:
+        if mask is None:
+            return super().forward(x, training)
+        self.ensure_built(x)
+        xp, axis = namespace_of(x), 1 if self.data_format == "channels_last" else 2
+        if tuple(mask.shape) != (x.shape[0], x.shape[axis]):
+            raise ValueError(
+                f"{self.name}: the mask has shape {tuple(mask.shape)}, the input "
+                f"{tuple(x.shape)} needs (batch, time) = {(x.shape[0], x.shape[axis])}"
+            )
+        weights = xp.astype(mask, x.dtype)
+        weights = weights / xp.clip(xp.sum(weights, axis=1, keepdims=True), min=1.0)
+        y = xp.sum(x * xp.expand_dims(weights, axis=3 - axis), axis=axis)
+        return y, GlobalPoolCache(None, tuple(x.shape), weights)
 
 
 @_with_doc(_GLOBAL_DOC, 2)
