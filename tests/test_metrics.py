@@ -271,3 +271,70 @@ def test_custom_function_with_wrong_length_raises(backend) -> None:
 
 def test_exported_from_package() -> None:
     assert pnn.metrics.get is metrics.get
+
+
+# -- state and sample weights (Keras's protocol) ------------------------------------------------
+@pytest.mark.parametrize(
+    "name", ["sparse_categorical_accuracy", "mse", "mae", "top_k_accuracy", "custom"]
+)
+def test_update_state_accumulates_weighted_means(backend, name) -> None:
+    """Three batches through update_state (weights, none, all zero) give
+    ``sum w v / sum w`` over everything, on the device, no host read; reset starts over."""
+    scores, labels = RNG.uniform(size=(N, C)), _labels()
+    weights = RNG.uniform(0.0, 2.0, N)
+    if name == "custom":
+        metric = metrics.get(lambda t, p: backend.xp.mean(p, axis=1))
+        targets, per_sample = labels, scores.mean(axis=1)
+    elif name in ("mse", "mae"):
+        metric, targets = metrics.get(name), RNG.uniform(size=(N, C))
+        error = scores - targets
+        per_sample = (error**2 if name == "mse" else np.abs(error)).mean(axis=1)
+    else:
+        metric, targets = metrics.get(name), labels
+        per_sample = metrics.get(name).per_sample(labels, scores)  # checked above vs NumPy
+    cuts = [(0, 5, weights[:5]), (5, 9, None), (9, N, np.zeros(N - 9))]
+    with _no_device_reads(backend):
+        for a, b, w in cuts:
+            sw = None if w is None else backend.asarray(w, "float64")
+            t = backend.asarray(targets[a:b])
+            metric.update_state(t, backend.asarray(scores[a:b], "float64"), sample_weight=sw)
+        found = metric.result()
+    backend.assert_same_place(found)
+    used = np.concatenate([weights[:5], np.ones(4), np.zeros(N - 9)])
+    expected = (used * np.asarray(per_sample)).sum() / used.sum()
+    np.testing.assert_allclose(backend.to_numpy(found), expected, rtol=1e-12)
+    metric.reset_state()
+    assert metric.result() == 0.0
+
+
+def test_weighted_call_and_zero_weights(backend) -> None:
+    """``metric(y, p, sample_weight)`` is the weighted batch mean (state untouched); all-zero
+    weights give 0, never NaN (Keras's divide_no_nan); (N, 1) weights are accepted."""
+    metric = metrics.get("binary_accuracy")
+    y, p = np.array([1, 0, 1, 1]), np.array([0.9, 0.2, 0.4, 0.8])
+    t, s = backend.asarray(y), backend.asarray(p, "float32")
+    w = backend.asarray(np.array([[1.0], [3.0], [2.0], [0.0]]), "float32")
+    np.testing.assert_allclose(backend.to_numpy(metric(t, s, sample_weight=w)), 4.0 / 6.0)
+    zero = backend.asarray(np.zeros(4), "float32")
+    assert float(backend.to_numpy(metric(t, s, sample_weight=zero))) == 0.0
+    assert metric.total is None  # __call__ leaves the state alone
+    metric.update_state(t, s, sample_weight=zero)
+    assert float(backend.to_numpy(metric.result())) == 0.0
+
+
+def test_binary_accuracy_on_integer_and_bool_predictions(backend) -> None:
+    """Hard predictions (integers or booleans) are thresholded like probabilities on every
+    backend (array-api-strict refuses to compare an integer array with a float)."""
+    y = backend.asarray(np.array([1, 0, 1, 1]))
+    for predictions in (np.array([1, 0, 0, 1]), np.array([True, False, False, True])):
+        found = metrics.get("binary_accuracy")(y, backend.asarray(predictions))
+        assert float(backend.to_numpy(found)) == 0.75
+
+
+def test_bad_sample_weights_raise(backend) -> None:
+    metric = metrics.get("mae")
+    t, p = backend.asarray(np.zeros((4, 2)), "float32"), backend.asarray(np.ones((4, 2)), "float32")
+    for bad in (np.ones(3), np.ones((4, 2))):
+        with pytest.raises(ValueError, match=r"sample_weight must have shape \(4,\)"):
+            metric.update_state(t, p, sample_weight=backend.asarray(bad, "float32"))
+    assert metric.total is None and metric.count is None  # nothing was added

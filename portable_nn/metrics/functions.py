@@ -88,6 +88,8 @@ def binary_accuracy(y_true: Array, y_pred: Array, threshold: float = 0.5) -> Arr
     """``mean_j 1[(y_pred[n, j] > threshold) == y_true[n, j]]`` (Keras: targets must be 0/1)."""
     xp, _ = namespace_and_device(y_true, y_pred)
     y_true = _aligned(xp, y_true, y_pred, "binary_accuracy")
+    if not xp.isdtype(y_pred.dtype, "real floating"):  # integer or bool predictions
+        y_pred = xp.astype(y_pred, xp.float32)
     positive = y_pred > threshold
     if xp.isdtype(y_true.dtype, "bool"):
         hit = positive == y_true

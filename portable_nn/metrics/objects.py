@@ -1,11 +1,17 @@
-"""Metric objects: a name, a per-sample function and its settings, with a device-side sum."""
+"""Metric objects: a name, a per-sample function and its settings, with device-side state.
+
+Keras's protocol: ``update_state(y_true, y_pred, sample_weight=None)`` adds the batch to a
+running ``total = sum_n w_n v_n`` and ``count = sum_n w_n`` (``w = 1`` without weights),
+``result()`` is ``total / count`` (0 before any update or when every weight is 0) and
+``reset_state()`` starts over. Both stay 0-d arrays on the inputs' device: no host sync.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from portable_nn.backend import is_array, namespace_of
+from portable_nn.backend import is_array, namespace_and_device, namespace_of
 from portable_nn.validation import positive_int, real_number
 
 from .functions import (
@@ -27,6 +33,28 @@ def _sum(values: Array) -> Array:
     return xp.asarray(xp.sum(values))
 
 
+def sample_weights(sample_weight: Array, n: int, like: Array) -> Array:
+    """``sample_weight`` as ``(n,)`` in ``like``'s dtype: shape ``(n,)`` or ``(n, 1)``, in the
+    namespace and on the device of ``like``, else ``ValueError`` naming the shapes. (Its values
+    are checked finite and >= 0 once per ``fit``/``evaluate``: here that would be a host read.)"""
+    xp, _ = namespace_and_device(like, sample_weight)
+    if tuple(sample_weight.shape) not in ((n,), (n, 1)):
+        raise ValueError(
+            f"sample_weight must have shape ({n},) (one weight per sample); "
+            f"got {tuple(sample_weight.shape)}"
+        )
+    return xp.astype(xp.reshape(sample_weight, (n,)), like.dtype)
+
+
+def _divide(total: Array, count: Array | float) -> Array:
+    """``total / count``, 0 where ``count`` is 0 (Keras's ``divide_no_nan``)."""
+    xp = namespace_of(total)
+    if not is_array(count):  # an unweighted sample count, > 0
+        return xp.asarray(total / count)  # NumPy: a 0-d array, not a scalar
+    safe = xp.where(count > 0.0, count, xp.ones_like(count))
+    return xp.where(count > 0.0, total / safe, xp.zeros_like(total))
+
+
 class Metric:
     """A named metric: ``batch_value`` sums per-sample values on device, ``__call__`` averages.
 
@@ -41,6 +69,7 @@ class Metric:
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"name must be a non-empty string. Received: name={name!r}")
         self.name = name or self.default_name
+        self.reset_state()
 
     def _kwargs(self) -> dict[str, Any]:
         return {}
@@ -49,15 +78,43 @@ class Metric:
         """Per-sample values, shape (N,), in ``y_pred``'s floating dtype."""
         return self.fn(y_true, y_pred, **self._kwargs())
 
-    def batch_value(self, y_true: Array, y_pred: Array) -> Array:
-        """Sum over the batch of the per-sample metric: a 0-d array on the inputs' device."""
-        return _sum(self.per_sample(y_true, y_pred))
-
-    def __call__(self, y_true: Array, y_pred: Array) -> Array:
-        """Mean over the batch (0-d array)."""
+    def batch_totals(
+        self, y_true: Array, y_pred: Array, sample_weight: Array = None
+    ) -> tuple[Array, Array | float]:
+        """``(sum_n w_n v_n, sum_n w_n)`` of the batch's per-sample values ``v``: a 0-d array on
+        the inputs' device and the weight total (the batch size, a float, without weights).
+        A user function that returns a 0-d batch mean counts as that value for every sample."""
         values = self.per_sample(y_true, y_pred)
+        n = int(y_pred.shape[0])
         xp = namespace_of(values)
-        return xp.asarray(xp.mean(values))
+        if sample_weight is None:
+            return xp.asarray(values * float(n) if values.ndim == 0 else xp.sum(values)), float(n)
+        w = sample_weights(sample_weight, n, values)
+        count = _sum(w)
+        return xp.asarray(values * count if values.ndim == 0 else xp.sum(values * w)), count
+
+    def batch_value(self, y_true: Array, y_pred: Array, sample_weight: Array = None) -> Array:
+        """``sum_n w_n v_n`` over the batch (``w = 1`` without ``sample_weight``), 0-d."""
+        return self.batch_totals(y_true, y_pred, sample_weight)[0]
+
+    def __call__(self, y_true: Array, y_pred: Array, sample_weight: Array = None) -> Array:
+        """The (weighted) mean over the batch, a 0-d array; the state is left alone."""
+        return _divide(*self.batch_totals(y_true, y_pred, sample_weight))
+
+    def update_state(self, y_true: Array, y_pred: Array, sample_weight: Array = None) -> None:
+        """Add the batch: ``total += sum_n w_n v_n``, ``count += sum_n w_n``."""
+        total, count = self.batch_totals(y_true, y_pred, sample_weight)
+        self.total = total if self.total is None else self.total + total
+        self.count = count if self.count is None else self.count + count
+
+    def result(self) -> Array:
+        """``total / count`` as a 0-d array (0.0 before any update or with zero weight)."""
+        return 0.0 if self.total is None else _divide(self.total, self.count)
+
+    def reset_state(self) -> None:
+        """Forget every update (the arrays are created by the next ``update_state``)."""
+        self.total: Array = None
+        self.count: Array | float | None = None
 
     def get_config(self) -> dict[str, Any]:
         """JSON-friendly constructor arguments; ``type(m).from_config(m.get_config())`` rebuilds."""
@@ -136,12 +193,6 @@ class MeanMetricWrapper(Metric):
             raise TypeError(f"fn must be callable. Received: fn={fn!r}")
         super().__init__(name or getattr(fn, "__name__", "metric"))
         self.user_fn = fn
-
-    def batch_value(self, y_true: Array, y_pred: Array) -> Array:
-        values = self.per_sample(y_true, y_pred)
-        if values.ndim == 0:
-            return namespace_of(values).asarray(values * float(y_pred.shape[0]))
-        return _sum(values)
 
     def per_sample(self, y_true: Array, y_pred: Array) -> Array:
         values = self.user_fn(y_true, y_pred)
