@@ -21,21 +21,39 @@ import portable_nn.functional as F
 from portable_nn.functional import special
 from portable_nn.functional.special import normal_cdf_fast
 
+# glu halves an axis: on SHAPE = (2, 13) only axis 0 has an even size
+DEFAULTS = {"glu": {"axis": 0}}
 # name -> extra keyword arguments; every activation is also checked with non-default settings
-CASES = [(name, {}) for name in F.ACTIVATIONS] + [
+CASES = [(name, DEFAULTS.get(name, {})) for name in F.ACTIVATIONS] + [
     ("leaky_relu", {"alpha": 0.2}),
     ("elu", {"alpha": 0.5}),
     ("softmax", {"axis": 0}),
     ("log_softmax", {"axis": 0}),
+    ("relu", {"max_value": 6.0}),
+    ("relu", {"negative_slope": 0.2}),
+    ("relu", {"max_value": 2.0, "threshold": 0.5, "negative_slope": 0.1}),
+    ("gelu", {"approximate": True}),
+    ("celu", {"alpha": 0.5}),
+    ("glu", {"axis": -2}),
 ]
 CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in kw.items()) for name, kw in CASES]
+KINKS = (-3.0, 0.0, 0.5, 2.0, 3.0, 6.0)  # relu(0, 0.5, 2 with options), relu6 (6), hard_* (+-3)
 
 
 def _inputs(shape, seed=0, low=-3.0, high=3.0):
-    """Uniform inputs kept 0.1 away from the kinks at 0 (RELIABILITY.md)."""
+    """Uniform inputs kept 0.1 away from the kinks (RELIABILITY.md)."""
     x = np.random.default_rng(seed).uniform(low, high, size=shape)
-    x[np.abs(x) < 0.1] += 0.2
+    for kink in KINKS:
+        x[np.abs(x - kink) < 0.1] += 0.2
     return x
+
+
+def _out_shape(name, kw, shape=None):
+    """The output's shape: the input's, glu's axis halved."""
+    shape = list(SHAPE if shape is None else shape)
+    if name == "glu":
+        shape[kw.get("axis", -1)] //= 2
+    return tuple(shape)
 
 
 def _call(name, kw, x, dy=None):
@@ -64,6 +82,12 @@ def test_gradcheck(backend, name, kw):
 
 
 # -- PyTorch equivalence -------------------------------------------------------------------------
+def _torch_relu(t, max_value=None, threshold=0.0, negative_slope=0.0):
+    """Keras's ReLU written with torch operations (torch has relu6 and leaky_relu only)."""
+    top = t if max_value is None else t.clamp(max=max_value)
+    return top.where(t > threshold, negative_slope * (t - threshold))
+
+
 def _torch_reference(name, kw, x, dy):
     torch = pytest.importorskip("torch")
     tf = torch.nn.functional
@@ -71,13 +95,25 @@ def _torch_reference(name, kw, x, dy):
         "linear": lambda t: t,
         "sigmoid": torch.sigmoid,
         "tanh": torch.tanh,
-        "relu": torch.relu,
+        "relu": lambda t: _torch_relu(t, **kw),
+        "relu6": tf.relu6,
+        # relu6(x + 3) / 6 as Keras 3 and tf.hardsigmoid, whose float64 kernels use 1/6 rounded
+        # to float32 (relative error 3e-8), so written out here
+        "hard_sigmoid": lambda t: tf.relu6(t + 3.0) / 6.0,
+        "hard_silu": tf.hardswish,
+        "hard_swish": tf.hardswish,
+        "mish": tf.mish,
+        "softsign": tf.softsign,
+        "celu": lambda t: tf.celu(t, kw.get("alpha", 1.0)),
+        "glu": lambda t: tf.glu(t, kw.get("axis", -1)),
+        "log_sigmoid": tf.logsigmoid,
+        "exponential": torch.exp,
         "leaky_relu": lambda t: tf.leaky_relu(t, kw.get("alpha", 0.01)),
         "elu": lambda t: tf.elu(t, kw.get("alpha", 1.0)),
         "selu": tf.selu,
         "swish": tf.silu,
         "silu": tf.silu,
-        "gelu": lambda t: tf.gelu(t, approximate="none"),
+        "gelu": lambda t: tf.gelu(t, approximate="tanh" if kw.get("approximate") else "none"),
         "softplus": tf.softplus,
         "softmax": lambda t: torch.softmax(t, kw.get("axis", -1)),
         "log_softmax": lambda t: torch.log_softmax(t, kw.get("axis", -1)),
@@ -96,20 +132,20 @@ def assert_rel(actual, expected, rtol=1e-10, atol=None):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
-def _check_place(backend, out, dtype):
+def _check_place(backend, out, dtype, shape=SHAPE):
     backend.assert_same_place(out)
     assert out.dtype == getattr(backend.xp, dtype)
-    assert tuple(out.shape) == SHAPE
+    assert tuple(out.shape) == shape
 
 
 @pytest.mark.parametrize("name, kw", CASES, ids=CASE_IDS)
 def test_matches_torch_float64(backend, name, kw):
     # |x| <= 6: below torch's softplus threshold (20), and where torch's 1 + erf keeps digits
     x = _inputs(SHAPE, seed=1, low=-6.0, high=6.0)
-    dy = np.random.default_rng(2).normal(size=x.shape)
+    dy = np.random.default_rng(2).normal(size=_out_shape(name, kw))
     y = _call(name, kw, backend.asarray(x, "float64"))
     dx = _call(name, kw, backend.asarray(x, "float64"), backend.asarray(dy, "float64"))
-    _check_place(backend, y, "float64")
+    _check_place(backend, y, "float64", _out_shape(name, kw))
     _check_place(backend, dx, "float64")
     ref_y, ref_dx = _torch_reference(name, kw, x, dy)
     assert_rel(backend.to_numpy(y), ref_y)
@@ -119,9 +155,9 @@ def test_matches_torch_float64(backend, name, kw):
 @pytest.mark.parametrize("name, kw", CASES, ids=CASE_IDS)
 def test_matches_torch_float64_dense_numpy(name, kw):
     x = np.linspace(-19.0, 19.0, 3800).reshape(-1, 20)
-    if name == "gelu":
+    if name == "gelu" and not kw.get("approximate"):
         x = x[np.abs(x[:, 0]) <= 6.0]  # beyond, torch's 1 + erf(x / sqrt 2) cancels
-    dy = np.random.default_rng(3).normal(size=x.shape)
+    dy = np.random.default_rng(3).normal(size=_out_shape(name, kw, x.shape))
     ref_y, ref_dx = _torch_reference(name, kw, x, dy)
     assert_rel(_call(name, kw, x), ref_y)
     assert_rel(_call(name, kw, x, dy), ref_dx)
@@ -243,19 +279,50 @@ def test_dispatched_equals_portable(backend, name, dtype):
 
 
 # -- extreme inputs ------------------------------------------------------------------------------
+def _relu_formula(max_value=None, threshold=0.0, negative_slope=0.0):
+    """Keras's ReLU and its derivative (0 at the kinks, except the negative_slope side)."""
+    top = (lambda v: v) if max_value is None else (lambda v: min(v, max_value))
+    inside = (lambda v: 1) if max_value is None else (lambda v: 1 if v < max_value else 0)
+    return (
+        lambda v: top(v) if v > threshold else negative_slope * (v - threshold),
+        lambda v: inside(v) if v > threshold else negative_slope,
+    )
+
+
 @functools.cache
-def _mp_reference(name):
+def _mp_reference(name, options=()):
     """Values and derivatives (dy = 1) at X_EXTREME to 40 digits with mpmath, as float64."""
     mp = pytest.importorskip("mpmath")
     mp.mp.dps = 40
+    kw = dict(options)
     sig = lambda v: 1 / (1 + mp.exp(-v))  # noqa: E731
     cdf = lambda v: mp.ncdf(v)  # noqa: E731
     pdf = lambda v: mp.npdf(v)  # noqa: E731
+    hs = lambda v: min(max(v + 3, 0), 6) / 6  # noqa: E731
+    dhs = lambda v: mp.mpf(1) / 6 if -3 < v < 3 else 0  # noqa: E731
+    sp = lambda v: mp.log1p(mp.exp(v))  # noqa: E731
+    alpha = kw.get("alpha", 1.0)
+    k, c = mp.sqrt(2 / mp.pi), mp.mpf("0.044715")
+    u = lambda v: k * (v + c * v**3)  # noqa: E731
     elementwise = {
         "linear": (lambda v: v, lambda v: 1),
         "sigmoid": (sig, lambda v: sig(v) * sig(-v)),
         "tanh": (mp.tanh, lambda v: mp.sech(v) ** 2),
-        "relu": (lambda v: max(v, 0), lambda v: 1 if v > 0 else 0),
+        "relu": _relu_formula(**(kw if name == "relu" else {})),
+        "relu6": _relu_formula(max_value=6),
+        "hard_sigmoid": (hs, dhs),
+        "hard_silu": (lambda v: v * hs(v), lambda v: hs(v) + v * dhs(v)),
+        "mish": (
+            lambda v: v * mp.tanh(sp(v)),
+            lambda v: mp.tanh(sp(v)) + v * sig(v) * mp.sech(sp(v)) ** 2,
+        ),
+        "softsign": (lambda v: v / (1 + abs(v)), lambda v: 1 / (1 + abs(v)) ** 2),
+        "celu": (
+            lambda v: v if v > 0 else alpha * mp.expm1(v / alpha),
+            lambda v: 1 if v > 0 else mp.exp(v / alpha),
+        ),
+        "log_sigmoid": (lambda v: -mp.log1p(mp.exp(-v)), lambda v: sig(-v)),
+        "exponential": (mp.exp, mp.exp),
         "leaky_relu": (lambda v: v if v > 0 else 0.01 * v, lambda v: 1 if v > 0 else 0.01),
         "elu": (lambda v: v if v > 0 else mp.expm1(v), lambda v: 1 if v > 0 else mp.exp(v)),
         "selu": (
@@ -264,11 +331,22 @@ def _mp_reference(name):
         ),
         "swish": (lambda v: v * sig(v), lambda v: sig(v) + v * sig(v) * sig(-v)),
         "gelu": (lambda v: v * cdf(v), lambda v: cdf(v) + v * pdf(v)),
+        "gelu-tanh": (  # x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
+            lambda v: v / 2 * (1 + mp.tanh(u(v))),
+            lambda v: (1 + mp.tanh(u(v))) / 2 + v / 2 * mp.sech(u(v)) ** 2 * k * (1 + 3 * c * v**2),
+        ),
         "softplus": (lambda v: mp.log1p(mp.exp(v)), sig),
     }
     elementwise["silu"] = elementwise["swish"]
+    elementwise["hard_swish"] = elementwise["hard_silu"]
+    if kw.get("approximate"):
+        name = "gelu-tanh"
     rows = [[mp.mpf(float(v)) for v in row] for row in X_EXTREME]
-    if name in elementwise:
+    if name == "glu":  # axis 0: a = row 0, b = row 1
+        a, b = rows
+        y = [[p * sig(q) for p, q in zip(a, b)]]
+        dx = [[sig(q) for q in b], [p * sig(q) * sig(-q) for p, q in zip(a, b)]]
+    elif name in elementwise:
         f, df = elementwise[name]
         y = [[f(v) for v in row] for row in rows]
         dx = [[df(v) for v in row] for row in rows]
@@ -287,27 +365,43 @@ def _mp_reference(name):
     return to_float(np.array(y, dtype=object)), to_float(np.array(dx, dtype=object))
 
 
+EXTREME_CASES = [(name, DEFAULTS.get(name, {})) for name in F.ACTIVATIONS] + [
+    ("relu", {"max_value": 6.0, "threshold": 0.5, "negative_slope": 0.1}),
+    ("gelu", {"approximate": True}),
+    ("celu", {"alpha": 0.5}),
+]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # exponential's inf
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", F.ACTIVATIONS)
-def test_extreme_inputs(backend, name, dtype):
+@pytest.mark.parametrize(
+    "name, kw",
+    EXTREME_CASES,
+    ids=[name + "".join(f"-{k}={v}" for k, v in kw.items()) for name, kw in EXTREME_CASES],
+)
+def test_extreme_inputs(backend, name, kw, dtype):
     """Finite values and gradients at |x| <= 1e4, equal to 40-digit references (naive
     log(1 + exp(x)) or exp(x) / sum(exp(x)) overflow there, and y * (1 - y) or 1 - y^2 lose
-    every digit of tiny sigmoid/tanh derivatives, as torch's float64 autograd does at x = 30)."""
+    every digit of tiny sigmoid/tanh derivatives, as torch's float64 autograd does at x = 30).
+    ``exponential`` is exp: inf where exp(x) exceeds the largest float, never NaN."""
     x = X_EXTREME
-    dy = np.ones_like(x)
-    f, f_grad = F.get(name)
+    dy = np.ones(_out_shape(name, kw))
     xb = backend.asarray(x, dtype)
-    y, dx = f(xb), f_grad(xb, backend.asarray(dy, dtype))
-    _check_place(backend, y, dtype)
+    y, dx = _call(name, kw, xb), _call(name, kw, xb, backend.asarray(dy, dtype))
+    _check_place(backend, y, dtype, _out_shape(name, kw))
     _check_place(backend, dx, dtype)
     y, dx = backend.to_numpy(y).astype(np.float64), backend.to_numpy(dx).astype(np.float64)
+    ref_y, ref_dx = _mp_reference(name, tuple(kw.items()))
+    if name == "exponential":
+        overflow = ref_y > np.finfo(dtype).max
+        assert (y[overflow] == np.inf).all() and (dx[overflow] == np.inf).all()
+        y, dx, ref_y, ref_dx = y[~overflow], dx[~overflow], ref_y[~overflow], ref_dx[~overflow]
     assert np.isfinite(y).all(), y
     assert np.isfinite(dx).all(), dx
-    ref_y, ref_dx = _mp_reference(name)
     # atol: results below the smallest normal number (float32 1.2e-38) lose digits or are
     # flushed to zero (JAX on CPU); the float64 results all stay normal or exactly 0.
     rtol, atol = (2e-6, 1e-37) if dtype == "float32" else (1e-12, 1e-300)
-    if name == "gelu" and dtype == "float64":  # normal_cdf_fast's documented bounds
+    if name == "gelu" and dtype == "float64" and not kw:  # normal_cdf_fast's documented bounds
         rtol = np.where(x >= -8.5, 5e-12, 1e-7)
     assert (np.abs(y - ref_y) <= rtol * np.abs(ref_y) + atol).all(), (y, ref_y)
     assert (np.abs(dx - ref_dx) <= rtol * np.abs(ref_dx) + atol).all(), (dx, ref_dx)
@@ -341,9 +435,12 @@ def test_grad_from_output_helpers(backend):
     x = backend.asarray(_inputs(SHAPE, seed=3), "float64")
     dy = backend.asarray(np.random.default_rng(4).normal(size=SHAPE), "float64")
     from_output = {n: r for n, r in F.ACTIVATION_RULES.items() if r.grad_from_output}
-    assert sorted(from_output) == ["relu", "sigmoid", "softmax", "tanh"]
+    assert sorted(from_output) == ["exponential", "relu", "relu6", "sigmoid", "softmax", "tanh"]
     pairs = [(r.grad_from_output(r.f(x), dy), r.grad(x, dy)) for r in from_output.values()]
     pairs.append((F.softmax_grad_from_output(F.softmax(x, 0), dy, 0), F.softmax_grad(x, dy, 0)))
+    for kw in ({"max_value": 2.0, "threshold": 0.5, "negative_slope": 0.1}, {"max_value": 1.0}):
+        y = F.relu(x, **kw)  # the masks read from y equal those read from x
+        pairs.append((F.relu_grad_from_output(y, dy, **kw), F.relu_grad(x, dy, **kw)))
     for cached, direct in pairs:
         _check_place(backend, cached, "float64")
         np.testing.assert_allclose(backend.to_numpy(cached), backend.to_numpy(direct), rtol=1e-12)
@@ -374,10 +471,75 @@ def test_get_and_names():
     for name in F.ACTIVATIONS:
         f, f_grad = F.get(name)
         assert callable(f) and callable(f_grad)
-    with pytest.raises(ValueError, match="unknown activation 'relu6'.*valid names"):
-        F.get("relu6")
+    with pytest.raises(ValueError, match="unknown activation 'relu7'.*valid names.*mish"):
+        F.get("relu7")
     with pytest.raises(TypeError, match="activation must be a name"):
         F.get(3)
+    assert F.get("hard_swish") == F.get("Hard_SiLU") == (F.hard_silu, F.hard_silu_grad)
+    assert {"relu6", "hard_sigmoid", "mish", "softsign", "celu", "glu", "log_sigmoid"} <= set(
+        F.ACTIVATIONS
+    ) and {"exponential", "linear", "hard_swish", "hard_silu"} <= set(F.ACTIVATIONS)
+
+
+def test_bad_arguments_are_clear_errors():
+    x = np.linspace(-2.0, 2.0, 6).reshape(2, 3)
+    for kw, message in [
+        ({"max_value": -1.0}, r"max_value must be >= 0\. Received: max_value=-1\.0"),
+        ({"threshold": -0.5}, r"threshold must be >= 0\. Received: threshold=-0\.5"),
+        ({"negative_slope": -0.1}, r"negative_slope must be >= 0"),
+        ({"max_value": 1.0, "threshold": 1.0}, r"max_value must be > threshold \(1\.0\)"),
+        ({"max_value": float("nan")}, "max_value must be finite"),
+    ]:
+        for function in (F.relu, lambda a, **k: F.relu_grad(a, a, **k)):
+            with pytest.raises(ValueError, match=message):
+                function(x, **kw)
+    with pytest.raises(TypeError, match="max_value must be a real number"):
+        F.relu(x, max_value="6")
+    for alpha in (0.0, -1.0):
+        with pytest.raises(ValueError, match="alpha must be > 0"):
+            F.celu(x, alpha=alpha)
+        with pytest.raises(ValueError, match="alpha must be > 0"):
+            F.celu_grad(x, x, alpha=alpha)
+    with pytest.raises(TypeError, match="approximate must be True or False.*'tanh'"):
+        F.gelu(x, approximate="tanh")
+    with pytest.raises(ValueError, match=r"glu splits axis -1.*even.*\(2, 3\)"):
+        F.glu(x)
+    with pytest.raises(ValueError, match=r"axis must be an int in \[-2, 2\)\. Received: axis=2"):
+        F.glu_grad(x, x, axis=2)
+
+
+def test_relu_options_formula():
+    """Keras's piecewise definition, and relu6 / hard_sigmoid / hard_swish at their kinks (the
+    derivative is 0 on the flat side, as torch's)."""
+    x = np.array([-2.0, 0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 6.0, 7.0])
+    np.testing.assert_array_equal(
+        F.relu(x, max_value=2.0, threshold=0.5, negative_slope=0.1),
+        [-0.25, -0.05, -0.025, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0],
+    )
+    np.testing.assert_array_equal(
+        F.relu_grad(x, np.ones_like(x), max_value=2.0, threshold=0.5, negative_slope=0.1),
+        [0.1, 0.1, 0.1, 0.1, 1.0, 0.0, 0.0, 0.0, 0.0],
+    )
+    np.testing.assert_array_equal(F.relu6(x), [0, 0, 0.25, 0.5, 1, 2, 3, 6, 6])
+    np.testing.assert_array_equal(F.relu6_grad(x, np.ones_like(x)), [0, 0, 1, 1, 1, 1, 1, 0, 0])
+    kinks = np.array([-3.0, 3.0])
+    np.testing.assert_array_equal(F.hard_sigmoid(kinks), [0.0, 1.0])
+    np.testing.assert_array_equal(F.hard_sigmoid_grad(kinks, np.ones(2)), [0.0, 0.0])
+    np.testing.assert_array_equal(F.hard_swish_grad(kinks, np.ones(2)), [0.0, 1.0])
+    nan = np.array([np.nan])
+    assert np.isnan(F.relu(nan, max_value=6.0)) and np.isnan(F.relu6(nan))
+
+
+def test_torch_hardsigmoid_is_the_same_function():
+    """torch's hardsigmoid is relu6(x + 3) / 6, as Keras 3 (its float64 kernels round 1/6 to
+    float32, hence the reference written out in _torch_reference)."""
+    torch = pytest.importorskip("torch")
+    x = np.linspace(-5.0, 5.0, 1001)
+    t = torch.tensor(x, requires_grad=True)
+    y = torch.nn.functional.hardsigmoid(t)
+    y.backward(torch.ones_like(t))
+    np.testing.assert_allclose(F.hard_sigmoid(x), y.detach().numpy(), rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(F.hard_sigmoid_grad(x, np.ones_like(x)), t.grad, atol=1e-8)
 
 
 def test_selu_constants_full_precision():

@@ -2,9 +2,10 @@
 
 Each layer reads its ``f`` and backward from ``pnn.functional.ACTIVATION_RULES``. Forward saves
 what the backward formula needs: the output ``y`` when ``f'`` is written in ``y`` (sigmoid,
-tanh, relu, softmax), else the input ``x``, nothing for ``linear``. Shapes: any
-``(batch, ...)``; the output has the input's shape, namespace, device and dtype. Softmax and
-LogSoftmax act along ``axis`` (the last by default).
+tanh, relu, relu6, exponential, softmax), else the input ``x``, nothing for ``linear``. Shapes: any
+``(batch, ...)``; the output has the input's shape, namespace, device and dtype, except
+``Activation("glu")``, which halves the last axis. Softmax and LogSoftmax act along ``axis`` (the
+last by default).
 """
 
 from __future__ import annotations
@@ -15,26 +16,35 @@ from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 from portable_nn import functional as F
-from portable_nn.validation import real_number
+from portable_nn.functional.activations import _relu_options
+from portable_nn.validation import flag, real_number
 
 from .base import Layer, Shape
 
 
-def bind(activation: str | None, **options: Any) -> tuple[str, Callable | None, Callable, bool]:
+def bind(
+    activation: str | None, *, fused: bool = True, **options: Any
+) -> tuple[str, Callable | None, Callable, bool]:
     """``(name, f, grad, saves_output)`` for a layer applying ``activation`` with ``options``
     (alpha, axis): ``f`` is None for linear (``y = x``); ``grad(saved, dy)`` takes ``y`` when
-    ``saves_output`` (f' written in y), else ``x``. A bad name raises as ``F.rule``."""
+    ``saves_output`` (f' written in y), else ``x``. A bad name raises as ``F.rule``; so does
+    ``"glu"`` (it halves the last axis) when ``fused`` (Dense, Conv, RNN: f on their output)."""
     f, grad, grad_from_output = F.rule(activation)
+    name = "linear" if activation is None else activation.lower()
+    if fused and f is F.glu:
+        raise ValueError(
+            "activation 'glu' halves the last axis, so a layer cannot fuse it: use twice the "
+            "units and an Activation('glu') layer after it. Received: activation='glu'"
+        )
     grad = grad_from_output or grad
     if options:
         f, grad = partial(f, **options), partial(grad, **options)
-    name = "linear" if activation is None else activation.lower()
     return name, (None if f is F.linear else f), grad, grad_from_output is not None
 
 
 class ActivationCache(NamedTuple):
     saved: Any  # y (f' written in y), x (the others) or None (linear)
-    shape: tuple[int, ...]  # the output's shape, which dy must have
+    shape: tuple[int, ...]  # the output's shape, which dy must have (glu: half of x's)
 
 
 class Activation(Layer):
@@ -53,7 +63,7 @@ class Activation(Layer):
         self, activation: str | None, *, input_shape: Shape | None = None, name: str | None = None
     ) -> None:
         self.activation, self._f, self._grad, self._saves_output = bind(
-            activation, **self.options()
+            activation, fused=False, **self.options()
         )
         super().__init__(input_shape=input_shape, name=name)
 
@@ -61,12 +71,21 @@ class Activation(Layer):
         """Extra keyword arguments of the activation function (alpha, axis)."""
         return {key: getattr(self, key) for key in self._options}
 
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """The input shape; for glu its last axis halved (``ValueError`` when odd)."""
+        *lead, last = input_shape
+        if self.activation != "glu" or last is None:
+            return tuple(input_shape)
+        if last % 2:
+            raise ValueError(f"{self.name}: glu needs an even last axis. Received: {input_shape}")
+        return (*lead, last // 2)
+
     def forward(self, x: Any, training: bool = False) -> tuple[Any, ActivationCache]:
         self.ensure_built(x)
         if self._f is None:
             return x, ActivationCache(None, tuple(x.shape))  # y = x: nothing to save
         y = self._f(x)  # y = f(x)
-        return y, ActivationCache(y if self._saves_output else x, tuple(x.shape))
+        return y, ActivationCache(y if self._saves_output else x, tuple(y.shape))
 
     def backward(self, dy: Any, cache: ActivationCache) -> tuple[Any, dict[str, Any]]:
         self.check_gradient(dy, cache.shape)
@@ -92,9 +111,24 @@ class _Fixed(Activation):
 
 
 class ReLU(_Fixed):
-    """``y = max(x, 0)``."""
+    """Keras's ReLU: ``y = min(x, max_value)`` for x > threshold, else ``negative_slope * (x -
+    threshold)``; ``max(x, 0)`` by default, ReLU6 with ``max_value=6``. Needs ``threshold >= 0``,
+    ``negative_slope >= 0`` and ``max_value`` None or ``> threshold`` (``ValueError``)."""
 
-    function = "relu"
+    function, _options = "relu", ("max_value", "negative_slope", "threshold")
+
+    def __init__(
+        self,
+        max_value: float | None = None,
+        negative_slope: float = 0.0,
+        threshold: float = 0.0,
+        *,
+        input_shape: Shape | None = None,
+        name: str | None = None,
+    ) -> None:
+        options = _relu_options(max_value, threshold, negative_slope)
+        self.max_value, self.threshold, self.negative_slope = options
+        super().__init__(input_shape=input_shape, name=name)
 
 
 class Sigmoid(_Fixed):
@@ -122,9 +156,20 @@ class Swish(_Fixed):
 
 
 class GELU(_Fixed):
-    """``y = x * Phi(x)``, the exact (erf) form, as ``torch.nn.GELU()``."""
+    """``y = x * Phi(x)``, the exact (erf) form, as ``torch.nn.GELU()``; ``approximate=True``:
+    the tanh form ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
 
-    function = "gelu"
+    function, _options = "gelu", ("approximate",)
+
+    def __init__(
+        self,
+        approximate: bool = False,
+        *,
+        input_shape: Shape | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.approximate = flag("approximate", approximate)
+        super().__init__(input_shape=input_shape, name=name)
 
 
 class Softplus(_Fixed):
