@@ -1,8 +1,12 @@
 """Loss functions with hand-written gradients (Keras argument order: ``loss(y_true, y_pred)``).
 
 ``pnn.losses.get`` accepts a name (``"mse"``, ``"mae"``, ``"huber"``, ``"bce"``,
-``"categorical_crossentropy"``, ...), a class name, a ``Loss`` instance or class, or a
+``"categorical_crossentropy"``, ``"kl_divergence"``, ``"hinge"``, ...: the short names below and
+each class's Keras name), a class name, a ``Loss`` instance or class, or a
 ``{"class_name": ..., "config": ...}`` dict as written by :func:`serialize` (checkpoints).
+
+Every loss takes ``sample_weight`` and the Keras reductions (see :mod:`.base`); losses with one
+term per element also give the terms through ``loss.elementwise(y_true, y_pred)``.
 """
 
 from __future__ import annotations
@@ -10,8 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from .base import LOSS_REGISTRY, REDUCTIONS, Loss
-from .crossentropy import BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy
-from .regression import Huber, MeanAbsoluteError, MeanSquaredError
+from .crossentropy import (
+    BinaryCrossentropy,
+    BinaryFocalCrossentropy,
+    CategoricalCrossentropy,
+    SparseCategoricalCrossentropy,
+)
+from .hinge import CategoricalHinge, Hinge, SquaredHinge
+from .regression import Huber, LogCosh, MeanAbsoluteError, MeanSquaredError, Poisson
+from .similarity import CosineSimilarity, KLDivergence
 
 _SHORT_NAMES: dict[str, type[Loss]] = {
     "mse": MeanSquaredError,
@@ -20,9 +31,22 @@ _SHORT_NAMES: dict[str, type[Loss]] = {
     "bce": BinaryCrossentropy,
     "cce": CategoricalCrossentropy,
     "scce": SparseCategoricalCrossentropy,
+    "kld": KLDivergence,
+    "kullback_leibler_divergence": KLDivergence,
+    "logcosh": LogCosh,
 }
-# plus the Keras names: mean_squared_error, huber_loss, binary_crossentropy, ...
-_ALIASES = {**_SHORT_NAMES, **{cls.default_name: cls for cls in _SHORT_NAMES.values()}}
+_KERAS_NAMED = (
+    *_SHORT_NAMES.values(),
+    BinaryFocalCrossentropy,
+    CategoricalHinge,
+    CosineSimilarity,
+    Hinge,
+    LogCosh,
+    Poisson,
+    SquaredHinge,
+)
+# plus the Keras names: mean_squared_error, huber_loss, binary_crossentropy, kl_divergence, ...
+_ALIASES = {**_SHORT_NAMES, **{cls.default_name: cls for cls in _KERAS_NAMED}}
 
 
 def _class_for(name: str) -> type[Loss]:
@@ -72,12 +96,20 @@ __all__ = [
     "LOSS_REGISTRY",
     "REDUCTIONS",
     "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
+    "CategoricalHinge",
+    "CosineSimilarity",
+    "Hinge",
     "Huber",
+    "KLDivergence",
+    "LogCosh",
     "Loss",
     "MeanAbsoluteError",
     "MeanSquaredError",
+    "Poisson",
     "SparseCategoricalCrossentropy",
+    "SquaredHinge",
     "get",
     "serialize",
 ]

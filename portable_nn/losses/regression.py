@@ -1,42 +1,48 @@
-"""Regression losses, elementwise with ``d = y_pred - y_true`` (PyTorch's mean over elements).
+"""Regression losses: one term per element of ``d = y_pred - y_true`` (or of ``y_true`` and
+``y_pred``), averaged over the last axis per sample as Keras does.
 
-Shapes: ``y_true`` and ``y_pred`` alike (any shape); values have that shape too.
+Shapes: ``y_true`` and ``y_pred`` alike (any shape). Values: ``y_pred.shape[:-1]`` (``y_pred``'s
+shape for 0-d and 1-D inputs); ``loss.elementwise`` gives the terms themselves.
 """
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
 from portable_nn.validation import positive
 
-from .base import Array, Forward, Loss
+from .base import Array, Elements, _PerElement
+
+POISSON_EPSILON = 1e-7  # Keras' backend epsilon
+_LOG_2 = math.log(2.0)
 
 
-class MeanSquaredError(Loss):
-    """``values = d^2``; gradient of their sum ``2 d``."""
+class MeanSquaredError(_PerElement):
+    """``e = d^2``; ``de/dp = 2 d``."""
 
     default_name = "mean_squared_error"
 
-    def _forward(self, xp: ModuleType, t: Array, p: Array) -> Forward:
+    def _elements(self, xp: ModuleType, t: Array, p: Array) -> Elements:
         d = p - t
         return d * d, lambda: 2.0 * d
 
 
-class MeanAbsoluteError(Loss):
-    """``values = |d|``; gradient ``sign(d)`` (0 at d = 0, as PyTorch's ``l1_loss``)."""
+class MeanAbsoluteError(_PerElement):
+    """``e = |d|``; ``de/dp = sign(d)`` (0 at d = 0, as PyTorch's ``l1_loss``)."""
 
     default_name = "mean_absolute_error"
 
-    def _forward(self, xp: ModuleType, t: Array, p: Array) -> Forward:
+    def _elements(self, xp: ModuleType, t: Array, p: Array) -> Elements:
         d = p - t
         return xp.abs(d), lambda: xp.sign(d)
 
 
-class Huber(Loss):
-    """``values = d^2 / 2`` where ``|d| <= delta``, else ``delta * (|d| - delta / 2)``.
+class Huber(_PerElement):
+    """``e = d^2 / 2`` where ``|d| <= delta``, else ``delta * (|d| - delta / 2)``.
 
-    Gradient ``clip(d, -delta, delta)``. Matches ``torch.nn.functional.huber_loss`` and Keras'
+    ``de/dp = clip(d, -delta, delta)``. Matches ``torch.nn.functional.huber_loss`` and Keras'
     ``Huber``.
     """
 
@@ -49,11 +55,34 @@ class Huber(Loss):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "delta": self.delta}
 
-    def _forward(self, xp: ModuleType, t: Array, p: Array) -> Forward:
+    def _elements(self, xp: ModuleType, t: Array, p: Array) -> Elements:
         d, delta = p - t, self.delta
         a = xp.abs(d)
         values = xp.where(a <= delta, 0.5 * (d * d), delta * (a - 0.5 * delta))
         return values, lambda: xp.clip(d, -delta, delta)
 
 
-__all__ = ["Huber", "MeanAbsoluteError", "MeanSquaredError"]
+class LogCosh(_PerElement):
+    """``e = log(cosh(d)) = |d| + log1p(exp(-2|d|)) - log 2`` (finite for any finite ``d``:
+    ``|d| - log 2`` at ``|d| = 1e4``); ``de/dp = tanh(d)``."""
+
+    default_name = "log_cosh"
+
+    def _elements(self, xp: ModuleType, t: Array, p: Array) -> Elements:
+        d = p - t
+        a = xp.abs(d)
+        return a + xp.log1p(xp.exp(-2.0 * a)) - _LOG_2, lambda: xp.tanh(d)
+
+
+class Poisson(_PerElement):
+    """``e = p - y log(p + eps)`` (Keras, ``eps = 1e-7``; PyTorch's ``poisson_nll_loss`` with
+    ``log_input=False``); ``de/dp = 1 - y / (p + eps)``. ``y_pred`` holds rates ``>= 0``."""
+
+    default_name = "poisson"
+
+    def _elements(self, xp: ModuleType, t: Array, p: Array) -> Elements:
+        shifted = p + POISSON_EPSILON
+        return p - t * xp.log(shifted), lambda: 1.0 - t / shifted
+
+
+__all__ = ["Huber", "LogCosh", "MeanAbsoluteError", "MeanSquaredError", "Poisson"]
