@@ -76,10 +76,27 @@ CASES = {
         "Adagrad",
         {"lr": 0.1, "lr_decay": 0.3},
     ),
+    "nadam": (lambda: opt_mod.Nadam(0.01), "NAdam", {"lr": 0.01}),
+    "nadam-options": (
+        lambda: opt_mod.Nadam(0.02, beta_1=0.8, beta_2=0.9, epsilon=1e-4, momentum_decay=0.1),
+        "NAdam",
+        {"lr": 0.02, "betas": (0.8, 0.9), "eps": 1e-4, "momentum_decay": 0.1},
+    ),
+    "nadam-weight_decay": (
+        lambda: opt_mod.Nadam(0.01, weight_decay=0.2),
+        "NAdam",
+        {"lr": 0.01, "weight_decay": 0.2},
+    ),
+    "adamax": (lambda: opt_mod.Adamax(0.01), "Adamax", {"lr": 0.01}),
+    "adamax-options": (
+        lambda: opt_mod.Adamax(0.05, beta_1=0.7, beta_2=0.9, epsilon=1e-3, weight_decay=0.1),
+        "Adamax",
+        {"lr": 0.05, "betas": (0.7, 0.9), "eps": 1e-3, "weight_decay": 0.1},
+    ),
 }
 
 
-FALLBACK_CASES = ("sgd-momentum", "adam-amsgrad", "rmsprop-centered", "adagrad")
+FALLBACK_CASES = ("sgd-momentum", "adam-amsgrad", "rmsprop-centered", "adagrad", "nadam", "adamax")
 
 
 def host_problem(seed: int = 0, dtype: str = "float64") -> tuple[dict, list[dict]]:
@@ -101,12 +118,17 @@ def torch_reference(case: str) -> tuple[dict, dict]:
     params, grads = host_problem()
     tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     opt = getattr(torch.optim, cls_name)(list(tensors.values()), **kwargs)
-    for g in grads:
-        for k, t in tensors.items():
-            t.grad = torch.tensor(g[k])
-        opt.step()
-    slots = {
-        k: {s: v.numpy().copy() for s, v in opt.state[t].items() if s != "step"}
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # NAdam's mu_product: float64 as ours
+    try:
+        for g in grads:
+            for k, t in tensors.items():
+                t.grad = torch.tensor(g[k])
+            opt.step()
+    finally:
+        torch.set_default_dtype(default)
+    slots = {  # per-element slots (NAdam's 0-d mu_product is a Python float here)
+        k: {s: v.numpy().copy() for s, v in opt.state[t].items() if v.ndim}
         for k, t in tensors.items()
     }
     return {k: t.detach().numpy().copy() for k, t in tensors.items()}, slots
@@ -248,6 +270,21 @@ JIT_CASES = {
     "adagrad-all": lambda: opt_mod.Adagrad(0.1, 1e-6, 0.5, weight_decay=0.2, lr_decay=0.3),
     "adam-clipnorm": lambda: opt_mod.Adam(0.01, clipnorm=0.5),
     "sgd-clipvalue": lambda: opt_mod.SGD(0.05, momentum=0.9, clipvalue=0.5),
+    "lion-weight_decay-schedule": lambda: opt_mod.Lion(
+        opt_mod.StepDecay(0.01, 3), weight_decay=1.0
+    ),
+    "sgd-accumulate": lambda: opt_mod.SGD(0.05, momentum=0.9, gradient_accumulation_steps=3),
+    "adam-ema-overwrite": lambda: opt_mod.Adam(0.01, use_ema=True, ema_overwrite_frequency=3),
+    "adamw-everything": lambda: opt_mod.AdamW(
+        opt_mod.PolynomialDecay(0.05, 4),
+        weight_decay=0.1,
+        clipnorm=0.5,
+        exclude_from_weight_decay=["bias"],
+        gradient_accumulation_steps=2,
+        use_ema=True,
+        ema_momentum=0.5,
+        ema_overwrite_frequency=2,
+    ),
 }
 
 
@@ -274,7 +311,7 @@ def test_update_rule_inside_jax_jit_with_traced_constants(backend, case):
         slots = {k: v for k, v in slots.items() if k != "step"}
         for step, host_g in enumerate(grads, start=1):
             g = {k: backend.asarray(v) for k, v in host_g.items()}
-            constants = opt._constants(step, opt.learning_rate_at(step - 1))
+            constants = opt._step_constants(step - 1)  # all of them: flags too
             c = tuple(backend.xp.asarray(x, dtype=backend.xp.float64) for x in constants)
             p, slots = traced(p, g, slots, c)
             eager, state = opt.update(eager, g, state)

@@ -70,6 +70,81 @@ def test_cosine_decay_with_warmup_closed_form():
     assert [nowarm(k) for k in (0, 4, 8, 50)] == pytest.approx([2.0, 1.0, 0.0, 0.0], abs=1e-15)
 
 
+def keras_polynomial(step, initial, decay_steps, end, power, cycle):
+    """keras.optimizers.schedules.PolynomialDecay.__call__, in Python floats."""
+    if cycle:
+        multiplier = 1.0 if step == 0 else math.ceil(step / decay_steps)
+        decay_steps = decay_steps * multiplier
+    else:
+        step = min(step, decay_steps)
+    p = step / decay_steps
+    return (initial - end) * (1 - p) ** power + end
+
+
+@pytest.mark.parametrize("cycle", [False, True])
+@pytest.mark.parametrize("power", [1.0, 0.5, 2.0])
+def test_polynomial_decay_matches_keras_formula(power, cycle):
+    s = schedules.PolynomialDecay(0.1, 7, end_learning_rate=0.01, power=power, cycle=cycle)
+    for k in range(40):
+        want = keras_polynomial(k, 0.1, 7, 0.01, power, cycle)
+        assert s(k) == pytest.approx(want, rel=1e-14, abs=1e-16), k
+    assert s(0) == 0.1 and s(7) == pytest.approx(0.01, rel=1e-15)
+    assert schedules.PolynomialDecay(1.0, 10)(100) == 0.0001  # Keras's default end rate
+
+
+def keras_inverse_time(step, initial, decay_steps, decay_rate, staircase):
+    """keras.optimizers.schedules.InverseTimeDecay.__call__, in Python floats."""
+    p = step / decay_steps
+    if staircase:
+        p = math.floor(p)
+    return initial / (1 + decay_rate * p)
+
+
+@pytest.mark.parametrize("staircase", [False, True])
+def test_inverse_time_decay_matches_keras_formula(staircase):
+    s = schedules.InverseTimeDecay(0.5, 4, 0.3, staircase=staircase)
+    got = [s(k) for k in range(30)]
+    want = [keras_inverse_time(k, 0.5, 4, 0.3, staircase) for k in range(30)]
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+
+
+def keras_cosine_restarts(step, initial, first, t_mul, m_mul, alpha):
+    """keras.optimizers.schedules.CosineDecayRestarts.__call__, in Python floats."""
+    completed_fraction = step / first
+    if t_mul == 1.0:
+        i_restart = math.floor(completed_fraction)
+        completed_fraction -= i_restart
+    else:
+        i_restart = math.floor(math.log(1.0 - completed_fraction * (1.0 - t_mul)) / math.log(t_mul))
+        sum_r = (1.0 - t_mul**i_restart) / (1.0 - t_mul)
+        completed_fraction = (completed_fraction - sum_r) / t_mul**i_restart
+    m_fac = m_mul**i_restart
+    cosine_decayed = 0.5 * m_fac * (1.0 + math.cos(math.pi * completed_fraction))
+    return initial * ((1 - alpha) * cosine_decayed + alpha)
+
+
+@pytest.mark.parametrize(
+    ("t_mul", "m_mul", "alpha"), [(2.0, 1.0, 0.0), (1.0, 0.5, 0.1), (1.5, 0.8, 0.05)]
+)
+def test_cosine_decay_restarts_matches_keras_formula(t_mul, m_mul, alpha):
+    s = schedules.CosineDecayRestarts(0.2, 10, t_mul=t_mul, m_mul=m_mul, alpha=alpha)
+    for k in range(400):
+        want = keras_cosine_restarts(k, 0.2, 10, t_mul, m_mul, alpha)
+        assert s(k) == pytest.approx(want, rel=1e-12, abs=1e-15), k
+    restarts = [0, 10, 30, 70] if t_mul == 2.0 else []
+    for i, k in enumerate(restarts):  # each period starts at its peak initial * m_mul**i
+        assert s(k) == pytest.approx(0.2 * m_mul**i, rel=1e-14)
+
+
+def test_cosine_decay_restarts_lands_restarts_where_keras_rounding_misses():
+    """first_decay_steps=4, t_mul=3: period i starts at step 4 * (3**i - 1) / 2; at 484 (i=5)
+    Keras's float log rounds to i=4 and gives the end of the old period (alpha)."""
+    s = schedules.CosineDecayRestarts(1.0, 4, t_mul=3.0, m_mul=0.5)
+    assert keras_cosine_restarts(484, 1.0, 4, 3.0, 0.5, 0.0) == pytest.approx(0.0, abs=1e-12)
+    for i in range(8):
+        assert s(4 * (3**i - 1) // 2) == pytest.approx(0.5**i, rel=1e-13)
+
+
 def test_piecewise_constant_keras_boundaries():
     s = schedules.PiecewiseConstant([3, 7], [1.0, 0.5, 0.1])
     assert [s(k) for k in range(10)] == [1.0] * 4 + [0.5] * 4 + [0.1] * 2
@@ -82,6 +157,9 @@ def test_piecewise_constant_keras_boundaries():
         schedules.StepDecay(0.1, 5, gamma=0.3),
         schedules.CosineDecay(0.0, 50, alpha=0.05, warmup_steps=5, warmup_target=0.2),
         schedules.PiecewiseConstant([10, 20], [0.3, 0.2, 0.1]),
+        schedules.PolynomialDecay(0.1, 20, 0.001, power=2.0, cycle=True),
+        schedules.InverseTimeDecay(0.1, 5, 0.5, staircase=True),
+        schedules.CosineDecayRestarts(0.1, 7, t_mul=1.5, m_mul=0.9, alpha=0.01),
     ],
     ids=lambda s: type(s).__name__,
 )
@@ -103,6 +181,16 @@ def test_schedule_config_round_trip(schedule):
         (lambda: schedules.PiecewiseConstant([5, 3], [1.0, 2, 3]), ValueError, "increasing"),
         (lambda: schedules.PiecewiseConstant([5], [1.0]), ValueError, "one more entry"),
         (lambda: schedules.deserialize({"class_name": "Nope", "config": {}}), ValueError, "Nope"),
+        (lambda: schedules.PolynomialDecay(0.1, 0), ValueError, "decay_steps=0"),
+        (lambda: schedules.PolynomialDecay(0.1, 5, power=-1.0), ValueError, "power=-1.0"),
+        (lambda: schedules.PolynomialDecay(0.1, 5, -0.1), ValueError, "end_learning_rate=-0.1"),
+        (lambda: schedules.PolynomialDecay(0.1, 5, cycle=1), TypeError, "cycle"),
+        (lambda: schedules.InverseTimeDecay(0.1, 5, -0.5), ValueError, "decay_rate=-0.5"),
+        (lambda: schedules.InverseTimeDecay(0.0, 5, 0.5), ValueError, "initial_learning_rate"),
+        (lambda: schedules.CosineDecayRestarts(0.1, 0), ValueError, "first_decay_steps=0"),
+        (lambda: schedules.CosineDecayRestarts(0.1, 5, t_mul=0.5), ValueError, "t_mul=0.5"),
+        (lambda: schedules.CosineDecayRestarts(0.1, 5, m_mul=-1), ValueError, "m_mul=-1"),
+        (lambda: schedules.CosineDecayRestarts(0.1, 5, alpha=2.0), ValueError, "alpha=2.0"),
     ],
 )
 def test_schedule_arguments_are_validated(make, error, message):

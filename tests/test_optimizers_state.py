@@ -284,7 +284,9 @@ def test_step_on_a_real_dense_layer(backend):
 
 
 # -- state_dict / load_state_dict -----------------------------------------------------------------
-@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+@pytest.mark.parametrize(
+    "name", ["sgd", "adam", "adamw", "rmsprop", "adagrad", "nadam", "adamax", "lion"]
+)
 def test_state_dict_round_trip_continues_identically(backend, name):
     def make():
         config = {"sgd": {"momentum": 0.9}, "rmsprop": {"centered": True}}.get(name, {})
@@ -375,7 +377,10 @@ def test_state_dict_loaded_before_first_step_is_checked_then(backend):
 
 
 # -- configuration ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "adagrad", "Adam", "SGD"])
+@pytest.mark.parametrize(
+    "name",
+    ["sgd", "adam", "adamw", "rmsprop", "adagrad", "nadam", "adamax", "lion", "Adam", "SGD"],
+)
 def test_get_by_name_and_config_round_trip(name):
     opt = opt_mod.get(name)
     assert type(opt).__name__.lower() == name.lower()
@@ -405,8 +410,14 @@ def test_repr_config_and_signature_follow_the_constructor():
     )
     assert list(opt.get_config()["config"]) == [
         *("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay"),
-        *("clipnorm", "clipvalue", "check_finite", "inplace"),
+        *("clipnorm", "clipvalue", "check_finite", "inplace", "exclude_from_weight_decay"),
+        *("gradient_accumulation_steps", "use_ema", "ema_momentum", "ema_overwrite_frequency"),
     ]
+    quiet = opt_mod.SGD(0.1, use_ema=True, exclude_from_weight_decay=["bias"])
+    assert repr(quiet) == (  # the quiet options show only when set
+        "SGD(learning_rate=0.1, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None, "
+        "clipvalue=None, exclude_from_weight_decay=['bias'], use_ema=True)"
+    )
     with pytest.raises(TypeError):
         opt_mod.SGD(0.1, 0.9, False, 0.0, 1.0)  # the options are keyword-only
     schedule = opt_mod.StepDecay(0.1, 3)
@@ -415,10 +426,10 @@ def test_repr_config_and_signature_follow_the_constructor():
 
 
 def test_get_rejects_unknown_names():
-    with pytest.raises(ValueError, match=r"unknown optimizer 'adamax'.*'adagrad', 'adam'"):
-        opt_mod.get("adamax")
-    with pytest.raises(ValueError, match="unknown optimizer 'Nadam'"):
-        opt_mod.deserialize({"class_name": "Nadam", "config": {}})
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamx'.*'adagrad', 'adam'"):
+        opt_mod.get("adamx")
+    with pytest.raises(ValueError, match="unknown optimizer 'NAdamW'"):
+        opt_mod.deserialize({"class_name": "NAdamW", "config": {}})
     with pytest.raises(TypeError, match="expected an optimizer name"):
         opt_mod.get(3)
     with pytest.raises(TypeError, match="plain callable"):

@@ -13,14 +13,20 @@ from typing import Any
 from . import schedules
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adamax import Adamax
 from .base import OPTIMIZERS, NonFiniteGradientError, Optimizer
 from .clipping import clip_by_global_norm, clip_by_value, global_norm
+from .lion import Lion
+from .nadam import Nadam
 from .rmsprop import RMSprop
 from .schedules import (
     CosineDecay,
+    CosineDecayRestarts,
     ExponentialDecay,
+    InverseTimeDecay,
     LearningRateSchedule,
     PiecewiseConstant,
+    PolynomialDecay,
     StepDecay,
 )
 from .sgd import SGD
@@ -29,8 +35,9 @@ _ALIASES = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
 
 
 def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
-    """An optimizer from a name (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``,
-    ``"adagrad"``; default hyper-parameters), an instance (returned as is) or a config dict."""
+    """An optimizer from a name (``"sgd"``, ``"adam"``, ``"adamw"``, ``"nadam"``, ``"adamax"``,
+    ``"lion"``, ``"rmsprop"``, ``"adagrad"``; default hyper-parameters), an instance (returned
+    as is) or a config dict."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, dict):
@@ -72,12 +79,18 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
     "CosineDecay",
+    "CosineDecayRestarts",
     "ExponentialDecay",
+    "InverseTimeDecay",
     "LearningRateSchedule",
+    "Lion",
+    "Nadam",
     "NonFiniteGradientError",
     "Optimizer",
     "PiecewiseConstant",
+    "PolynomialDecay",
     "RMSprop",
     "StepDecay",
     "clip_by_global_norm",

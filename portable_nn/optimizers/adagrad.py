@@ -38,11 +38,9 @@ class Adagrad(Optimizer):
         return self.initial_accumulator_value
 
     def _constants(self, step: int, lr: float) -> tuple:
-        return (lr / (1.0 + (step - 1) * self.lr_decay), self.epsilon, self.weight_decay)
+        return (lr / (1.0 + (step - 1) * self.lr_decay), self.epsilon)
 
     def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
-        lr_t, eps, wd = c
-        if self.weight_decay:
-            g = g + wd * p
+        lr_t, eps = c  # weight decay: applied before, in base.py
         acc = s["sum"] = w.add(s["sum"], g * g)
         return w.sub(p, w.mul(g / w.add(xp.sqrt(acc), eps), lr_t))

@@ -43,7 +43,6 @@ class Adam(Optimizer):
     epsilon: float = hyper(non_negative, 1e-8)
     amsgrad: bool = hyper(flag, False)
     weight_decay: float = hyper(non_negative, 0.0)
-    _decoupled = False  # a class attribute, not a field
 
     def _slots(self) -> tuple[str, ...]:
         slots = ("exp_avg", "exp_avg_sq")
@@ -53,17 +52,11 @@ class Adam(Optimizer):
         b1, b2 = self.beta_1, self.beta_2
         bc2_sqrt = math.sqrt(1.0 - b2**step)  # bias corrections as Python floats
         step_size = lr * bc2_sqrt / (1.0 - b1**step)  # folded: see the class docstring
-        wd = self.weight_decay
-        l2, shrink = (0.0, 1.0 - lr * wd) if self._decoupled else (wd, 1.0)
         eps_hat = self.epsilon * bc2_sqrt
-        return (b1, 1.0 - b1, b2, 1.0 - b2, step_size, eps_hat, l2, shrink)
+        return (b1, 1.0 - b1, b2, 1.0 - b2, step_size, eps_hat)
 
     def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
-        b1, c1, b2, c2, step_size, eps_hat, l2, shrink = c
-        if self.weight_decay and self._decoupled:
-            p = w.mul(p, shrink)  # AdamW: p <- p * (1 - lr * weight_decay)
-        elif self.weight_decay:
-            g = g + l2 * p
+        b1, c1, b2, c2, step_size, eps_hat = c  # weight decay: applied before, in base.py
         m = s["exp_avg"] = w.add(w.mul(s["exp_avg"], b1), g * c1)
         v = s["exp_avg_sq"] = w.add(w.mul(s["exp_avg_sq"], b2), w.mul(g * g, c2))
         if self.amsgrad:

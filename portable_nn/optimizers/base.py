@@ -8,25 +8,41 @@ State layout (``init`` returns it, ``update`` returns the next one)::
 its shape, dtype and device, so no parameter may be called ``"step"``. A subclass writes its
 update rule once, in ``_update``, against a writer (``writers.py``): in place when every array
 allows it, new arrays otherwise, with bitwise-equal results.
+
+What every optimizer shares is written once here (Keras's ``BaseOptimizer``): weight decay
+(``g + wd * p`` before the rule, or ``p * (1 - lr * wd)`` for the decoupled kind) with
+``exclude_from_weight_decay``; gradient accumulation (slot ``accumulated_grad``); the moving
+average of the weights (slot ``ema``). ``"step"`` counts calls; with
+``gradient_accumulation_steps=k`` only every k-th call is an update, and schedules and bias
+corrections count updates (``t = step // k + 1``), so k steps of batch b equal one of batch kb.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from portable_nn.backend import backend_name_of, namespace_of
-from portable_nn.validation import flag, format_shape, positive, require_dtype
+from portable_nn.validation import (
+    flag,
+    format_shape,
+    fraction,
+    positive,
+    positive_int,
+    require_dtype,
+)
 
 from . import clipping
 from .fused import FlatState
-from .hyper import Hyper, hyper, optional
+from .hyper import Hyper, hyper, optional, patterns
 from .serialization import SerializationMixin, key_mismatch
 from .writers import InPlace, Pure, writer_for
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {}
 Params = Mapping[str, Any]
+ACCUMULATOR, EMA = "accumulated_grad", "ema"  # the shared slots
 
 
 class NonFiniteGradientError(FloatingPointError, ValueError):
@@ -47,6 +63,17 @@ class Optimizer(SerializationMixin, Hyper):
         NaN/inf, before anything changes. Off by default: it reads a flag back from the device
         every step; Keras-style ``TerminateOnNaN`` on the loss is the cheaper loop-level guard.
     inplace : let :meth:`step` update writeable arrays in place (same results, fewer copies).
+    exclude_from_weight_decay : parameter names or regular expressions; a parameter whose name
+        any of them matches (``re.search``, as Keras and ``transformers``: ``"bias"`` matches
+        ``"0.bias"``, ``r"^0\\.bias$"`` only that one) gets no weight decay.
+    gradient_accumulation_steps : ``k``: gradients are summed over ``k`` calls and the k-th
+        call updates with their mean ``(g_1 + ... + g_k) / k`` (then clipped); the other calls
+        leave the parameters bitwise unchanged. Schedules and bias corrections count updates.
+    use_ema : keep ``ema <- m * ema + (1 - m) * p`` after every update (``m = ema_momentum``,
+        ``m = 0`` at the first update, as Keras); :meth:`finalize_variable_values` copies it into
+        the model (``fit`` does at its end) and :meth:`swap_ema_weights` swaps it in and out.
+    ema_overwrite_frequency : with ``use_ema``, every this many updates the parameters are
+        overwritten with their moving average (Keras).
     """
 
     learning_rate: float | Callable[[int], float]
@@ -55,6 +82,13 @@ class Optimizer(SerializationMixin, Hyper):
     clipvalue: float | None = hyper(optional(positive), None)
     check_finite: bool = hyper(flag, False, repr=False)
     inplace: bool = hyper(flag, True, repr=False)
+    exclude_from_weight_decay: list[str] | None = hyper(optional(patterns), None, quiet=True)
+    gradient_accumulation_steps: int | None = hyper(optional(positive_int), None, quiet=True)
+    use_ema: bool = hyper(flag, False, quiet=True)
+    ema_momentum: float = hyper(fraction, 0.99, quiet=True)
+    ema_overwrite_frequency: int | None = hyper(optional(positive_int), None, quiet=True)
+    weight_decay = 0.0  # not a field here: each subclass declares its own, with its check
+    _decoupled = False  # decay p <- p * (1 - lr * weight_decay) (AdamW) instead of g + wd * p
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -69,7 +103,10 @@ class Optimizer(SerializationMixin, Hyper):
                 "set at most one of clipnorm and clipvalue (as Keras). Received: "
                 f"clipnorm={self.clipnorm!r}, clipvalue={self.clipvalue!r}"
             )
-        self.slot_names: tuple[str, ...] = self._slots()
+        self._k = self.gradient_accumulation_steps or 1
+        self._excluded: dict[str, bool] = {}  # parameter name -> matched (a cache)
+        shared = ((ACCUMULATOR,) if self._k > 1 else ()) + ((EMA,) if self.use_ema else ())
+        self.slot_names: tuple[str, ...] = self._slots() + shared
         self.reset()
 
     # -- what subclasses define ---------------------------------------------------------------
@@ -99,6 +136,8 @@ class Optimizer(SerializationMixin, Hyper):
             require_dtype(f"parameter {name!r}", p, "real floating", "of a float dtype")
             xp = namespace_of(p)
             state[name] = {s: xp.full_like(p, self._slot_fill(s)) for s in self.slot_names}
+            if self.use_ema:
+                state[name][EMA] = xp.asarray(p, copy=True)
         return state
 
     def update(
@@ -129,44 +168,123 @@ class Optimizer(SerializationMixin, Hyper):
         one update runs on the flat buffers that every parameter and slot is a view of."""
         if work and self.check_finite:
             self._check_finite(work)
-        if work and (self.clipnorm or self.clipvalue):
-            work = self._clip(work)
-        if flat is not None:
+        clip = bool(self.clipnorm or self.clipvalue)
+        if flat is not None:  # clipped per array first: the norm of norms, as unfused
+            work = self._clip(work) if clip else work  # (no flat buffers with accumulation)
             work = [("", flat.params, flat.gradients([g for _, _, g, _ in work]), flat.slots)]
-        step = state["step"] + 1
-        c = self._constants(step, self.learning_rate_at(step - 1))
+        c = self._step_constants(state["step"])
         if w is not InPlace:
-            return self._pure(work, c, {"step": step})
-        xp = namespace_of(work[0][1]) if work else None
-        for _, p, g, s in work:
-            self._update(xp, w, p, g, s, c)
-        state["step"] = step
+            return self._pure(work, c, {"step": state["step"] + 1})
+        self._run(w, work, c, clip and flat is None)
+        state["step"] += 1
         return params, state  # type: ignore[return-value]
 
     def _apply_rule(
         self, params: Params, grads: Params, slots: Mapping[str, dict], c: tuple
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Clipping and the update rule, pure: ``(new_params, new_slots)`` keyed like ``params``.
+        """Accumulation, clipping, decay, the update rule and the EMA, pure: ``(new_params,
+        new_slots)`` keyed like ``params``.
 
         The seam a compiled train step (``jax.jit``) calls: no checks, no ``check_finite`` (a
-        host sync), no step count. ``c = self._constants(step, self.learning_rate_at(step - 1))``
-        may be traced, as 0-d arrays of the parameters' dtype or as Python floats (JAX traces
-        those as weakly typed scalars): ``_update`` branches only on hyper-parameters fixed at
-        construction. ``slots``: parameter name -> slot dict (a state's ``"step"`` is not read).
+        host sync), no step count. ``c = self._step_constants(step)`` may be traced, as 0-d
+        arrays of the parameters' dtype or as Python floats (JAX traces those as weakly typed
+        scalars): ``_update`` branches only on hyper-parameters fixed at construction, and the
+        per-step choices (accumulate or update, overwrite with the EMA) are ``xp.where`` on a
+        traced flag. ``slots``: parameter name -> slot dict (a state's ``"step"`` is not read).
         """
         work = [(n, p, grads[n], slots[n]) for n, p in params.items()]
-        if work and (self.clipnorm or self.clipvalue):
-            work = self._clip(work)
         return self._pure(work, c, {})
 
     def _pure(self, work: list[tuple], c: tuple, new_state: dict) -> tuple[dict, dict[str, Any]]:
-        """``_update`` with the pure writer over ``work``; new slot dicts go into ``new_state``."""
-        xp = namespace_of(work[0][1]) if work else None
-        new_params: dict[str, Any] = {}
+        """:meth:`_run` with the pure writer over ``work``; new slot dicts go into ``new_state``."""
+        work = [(n, p, g, new_state.setdefault(n, dict(s))) for n, p, g, s in work]
+        new_params = self._run(Pure, work, c)
+        return dict(zip([n for n, _, _, _ in work], new_params)), new_state
+
+    def _run(self, w: type[Pure], work: list[tuple], c: tuple, clip: bool = True) -> list[Any]:
+        """One call on every parameter: the new parameters; new slots stored in each dict.
+
+        ``g <- (acc + g) / k`` (accumulation; other calls only ``acc <- acc + g``), clipping,
+        decay, ``_update``, ``ema <- m * ema + (1 - m) * p`` and the EMA overwrite. Python
+        flags in ``c`` branch; traced ones (``jax.jit``) compute the update and select."""
+        if not work:
+            return []
+        xp = namespace_of(work[0][1])
+        c, decay, go, ema_m, overwrite = self._split(c)
+        before = [(p, dict(s)) for _, p, _, s in work] if _traced(go) else []
+        if self._k > 1:
+            if not _traced(go) and not go:  # not an update: add the gradients up, nothing else
+                for _, _, g, s in work:
+                    s[ACCUMULATOR] = w.add(s[ACCUMULATOR], g)
+                return [p for _, p, _, _ in work]
+            summed = [w.add(s[ACCUMULATOR], g) for _, _, g, s in work]
+            work = [(n, p, acc / float(self._k), s) for (n, p, _, s), acc in zip(work, summed)]
+            for (_, _, _, s), acc in zip(work, summed):  # then reset (in place: after the mean)
+                s[ACCUMULATOR] = _select(xp, w, go, xp.zeros_like(acc), acc)
+        if clip and (self.clipnorm or self.clipvalue):
+            work = self._clip(work)
+        new = []
         for name, p, g, s in work:
-            s = new_state[name] = dict(s)
-            new_params[name] = self._update(xp, Pure, p, g, s, c)
-        return new_params, new_state
+            if decay is not None and self._decays(name):
+                if self._decoupled:
+                    p = w.mul(p, decay)  # p <- p * (1 - lr * weight_decay)
+                else:
+                    g = g + decay * p  # L2 penalty: g <- g + weight_decay * p
+            p = self._update(xp, w, p, g, s, c)
+            if self.use_ema:
+                ema = s[EMA] = w.add(w.mul(s[EMA], ema_m), p * (1.0 - ema_m))
+                if self.ema_overwrite_frequency:
+                    p = _select(xp, w, overwrite, ema, p)
+            new.append(p)
+        for i, (p, old) in enumerate(before):  # traced: keep the update only on update calls
+            new[i] = xp.where(go != 0.0, new[i], p)
+            s = work[i][3]
+            for slot in old.keys() - {ACCUMULATOR}:
+                s[slot] = xp.where(go != 0.0, s[slot], old[slot])
+        return new
+
+    def _step_constants(self, step: int) -> tuple:
+        """The constants of the call after ``step`` calls: ``_constants(t, lr)`` of update
+        ``t = step // k + 1`` at ``lr = learning_rate_at(t - 1)``, then (those in use) the decay
+        (``weight_decay``, or ``1 - lr * weight_decay`` decoupled), the update flag (1.0 on
+        every k-th call), the EMA momentum (0.0 at ``t = 1``) and the overwrite flag."""
+        t = step // self._k + 1
+        lr = self.learning_rate_at(t - 1)
+        c = self._constants(t, lr)
+        if self.weight_decay:
+            c += (1.0 - lr * self.weight_decay if self._decoupled else self.weight_decay,)
+        if self._k > 1:
+            c += (float((step + 1) % self._k == 0),)
+        if self.use_ema:
+            c += (0.0 if t == 1 else self.ema_momentum,)
+            if self.ema_overwrite_frequency:
+                c += (float(t % self.ema_overwrite_frequency == 0),)
+        return c
+
+    def _split(self, c: tuple) -> tuple[tuple, Any, Any, Any, Any]:
+        """``(rule constants, decay, update flag, ema momentum, overwrite flag)`` of ``c``
+        (``None`` for a feature not in use; the update flag is 1.0 without accumulation)."""
+        extra = list(c[len(c) - self._n_extra :]) if self._n_extra else []
+        rule = c[: len(c) - self._n_extra]
+        decay = extra.pop(0) if self.weight_decay else None
+        go = extra.pop(0) if self._k > 1 else 1.0
+        ema_m = extra.pop(0) if self.use_ema else None
+        overwrite = extra.pop(0) if self.use_ema and self.ema_overwrite_frequency else None
+        return rule, decay, go, ema_m, overwrite
+
+    @property
+    def _n_extra(self) -> int:
+        ema = (1 + bool(self.ema_overwrite_frequency)) if self.use_ema else 0
+        return bool(self.weight_decay) + (self._k > 1) + ema
+
+    def _decays(self, name: str) -> bool:
+        """Whether the parameter called ``name`` gets weight decay (``""``: a flat buffer,
+        used only when no parameter is excluded)."""
+        found = self._excluded.get(name)
+        if found is None:
+            listed = self.exclude_from_weight_decay or ()
+            found = self._excluded[name] = any(re.search(x, name) for x in listed)
+        return not (found and name)
 
     def _prepare(self, params: Params, grads: Params, state: dict[str, Any]) -> list[tuple]:
         """``[(name, param, grad, slots)]`` after the cheap per-step checks."""
@@ -218,13 +336,14 @@ class Optimizer(SerializationMixin, Hyper):
 
     @property
     def iterations(self) -> int:
-        """Updates done by :meth:`step` (or loaded with :meth:`load_state_dict`)."""
+        """Calls of :meth:`step` done (or loaded with :meth:`load_state_dict`); updates too,
+        unless ``gradient_accumulation_steps=k`` (then ``iterations // k`` updates)."""
         return 0 if self._state is None else self._state["step"]
 
     @property
     def current_learning_rate(self) -> float:
-        """The learning rate the next :meth:`step` will use."""
-        return self.learning_rate_at(self.iterations)
+        """The learning rate of the next update."""
+        return self.learning_rate_at(self.iterations // self._k)
 
     def state_for(self, params: Params) -> dict[str, Any]:
         """The internal state :meth:`step` uses for ``params``: made on first use, checked
@@ -235,10 +354,9 @@ class Optimizer(SerializationMixin, Hyper):
         return self._state
 
     def next_constants(self) -> tuple:
-        """``_constants`` of the next :meth:`step` (Python floats: its step number and learning
-        rate), for a compiled step that runs :meth:`_apply_rule` itself."""
-        step = self.iterations + 1
-        return self._constants(step, self.learning_rate_at(step - 1))
+        """``_step_constants`` of the next :meth:`step` (Python floats: from its step number
+        and learning rate), for a compiled step that runs :meth:`_apply_rule` itself."""
+        return self._step_constants(self.iterations)
 
     def record_step(self, slots: Mapping[str, dict]) -> None:
         """Take the new slots of a step run outside :meth:`step` (a compiled one) and count it."""
@@ -273,7 +391,11 @@ class Optimizer(SerializationMixin, Hyper):
         if flat is not None and flat.current(params, self._state):
             return flat
         self._flat = None
-        if list(params) == self._not_flat or not FlatState.worth_it(params):
+        excluded = self.weight_decay and not all(map(self._decays, params))
+        clipped_mean = self._k > 1 and (self.clipnorm or self.clipvalue)
+        if excluded or clipped_mean or list(params) == self._not_flat:
+            return None
+        if not FlatState.worth_it(params):
             self._not_flat = list(params)
             return None
         flat = FlatState(params, self._state, self.slot_names)
@@ -281,9 +403,59 @@ class Optimizer(SerializationMixin, Hyper):
         self._flat = flat
         return flat
 
+    # -- moving average of the weights (use_ema) ----------------------------------------------
+    def finalize_variable_values(self, model: Any) -> None:
+        """With ``use_ema``, overwrite the model's parameters with their moving average, as
+        Keras does at the end of ``fit``; nothing otherwise or before the first step."""
+        if self.use_ema and self.iterations:
+            self._put(model, {n: s[EMA] for n, s in self._ema_slots(model).items()})
+
+    def swap_ema_weights(self, model: Any) -> None:
+        """Exchange the model's parameters and their moving average (Keras's
+        ``SwapEMAWeights``): swap, evaluate or save, swap back."""
+        if not self.use_ema:
+            raise ValueError("swap_ema_weights needs use_ema=True. Received: use_ema=False")
+        slots = self._ema_slots(model)
+        params = model.parameters()
+        old = {n: namespace_of(params[n]).asarray(params[n], copy=True) for n in slots}
+        self._put(model, {n: s[EMA] for n, s in slots.items()})
+        for n, s in slots.items():
+            s[EMA] = InPlace.assign(s[EMA], old[n]) if self._writes(s[EMA]) else old[n]
+
+    def _ema_slots(self, model: Any) -> dict[str, dict]:
+        state = self.state_for(model.parameters())
+        return {n: s for n, s in state.items() if n != "step"}
+
+    def _put(self, model: Any, values: dict[str, Any]) -> None:
+        """Write ``values`` into the model's parameters (in place when allowed, else copies)."""
+        params = model.parameters()
+        if writer_for((params[n] for n in values), self.inplace) is InPlace:
+            for n, v in values.items():
+                InPlace.assign(params[n], v)
+        else:
+            model.set_parameters(
+                {n: namespace_of(v).asarray(v, copy=True) for n, v in values.items()}
+            )
+
+    def _writes(self, array: Any) -> bool:
+        return writer_for([array], self.inplace) is InPlace
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._values(shown=True).items())
         return f"{type(self).__name__}({args})"
+
+
+def _traced(flag: Any) -> bool:
+    """Whether a per-step flag is an array (traced by ``jax.jit``) rather than a Python float."""
+    return not isinstance(flag, (int, float))
+
+
+def _select(xp: Any, w: type[Pure], flag: Any, new: Any, old: Any) -> Any:
+    """``new`` where ``flag`` else ``old`` (written into ``old`` by ``w``): a Python branch on a
+    Python flag, ``xp.where`` on a traced one (then ``w`` is :class:`Pure`)."""
+    if _traced(flag):
+        return xp.where(flag != 0.0, new, old)
+    return w.assign(old, new) if flag else old
 
 
 def _arrays(work: list[tuple]) -> Iterable[Any]:

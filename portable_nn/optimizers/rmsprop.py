@@ -43,12 +43,10 @@ class RMSprop(Optimizer):
         return slots
 
     def _constants(self, step: int, lr: float) -> tuple:
-        return (lr, self.rho, 1.0 - self.rho, self.epsilon, self.momentum, self.weight_decay)
+        return (lr, self.rho, 1.0 - self.rho, self.epsilon, self.momentum)
 
     def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
-        lr, rho, c_rho, eps, mu, wd = c
-        if self.weight_decay:
-            g = g + wd * p
+        lr, rho, c_rho, eps, mu = c  # weight decay: applied before, in base.py
         var = s["square_avg"] = w.add(w.mul(s["square_avg"], rho), w.mul(g * g, c_rho))
         if self.centered:
             avg = s["grad_avg"] = w.add(w.mul(s["grad_avg"], rho), g * c_rho)

@@ -28,6 +28,11 @@ from .hyper import Hyper, hyper, optional
 SCHEDULES: dict[str, type[LearningRateSchedule]] = {}
 
 
+def _unit(name: str, value: Any) -> float:
+    """A real number in ``[0, 1]``."""
+    return real_number(name, value, 0.0, 1.0)
+
+
 @dataclass
 class LearningRateSchedule(Hyper):
     """Base class: a callable from the number of updates already done to a learning rate."""
@@ -95,7 +100,7 @@ class CosineDecay(LearningRateSchedule):
 
     initial_learning_rate: float = hyper(non_negative)
     decay_steps: int = hyper(positive_int)
-    alpha: float = hyper(lambda name, value: real_number(name, value, 0.0, 1.0), 0.0)
+    alpha: float = hyper(_unit, 0.0)
     warmup_steps: int = hyper(non_negative_int, 0)
     warmup_target: float | None = hyper(optional(positive), None)
 
@@ -119,6 +124,86 @@ class CosineDecay(LearningRateSchedule):
             rise = self.warmup_target - self.initial_learning_rate
             return rise * (step / self.warmup_steps) + self.initial_learning_rate
         return self._decay(step - self.warmup_steps, self.warmup_target)
+
+
+@dataclass
+class PolynomialDecay(LearningRateSchedule):
+    """Polynomial decay from ``initial_learning_rate`` to ``end_learning_rate`` (Keras)::
+
+        s = min(step, decay_steps)                     # cycle=False
+        D = decay_steps * max(1, ceil(step / decay_steps))   # cycle=True (s = step)
+        lr = (initial - end) * (1 - s / D) ** power + end
+
+    ``power=1`` is linear decay; with ``cycle`` the decay restarts, from a longer period.
+    """
+
+    initial_learning_rate: float = hyper(positive)
+    decay_steps: int = hyper(positive_int)
+    end_learning_rate: float = hyper(non_negative, 0.0001)
+    power: float = hyper(positive, 1.0)
+    cycle: bool = hyper(flag, False)
+
+    def _value(self, step: int) -> float:
+        period = self.decay_steps
+        if self.cycle:
+            period *= max(1, math.ceil(step / self.decay_steps))
+        else:
+            step = min(step, period)
+        rise = self.initial_learning_rate - self.end_learning_rate
+        return rise * (1.0 - step / period) ** self.power + self.end_learning_rate
+
+
+@dataclass
+class InverseTimeDecay(LearningRateSchedule):
+    """``lr = initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (Keras); with
+    ``staircase`` the ratio ``step / decay_steps`` is floored."""
+
+    initial_learning_rate: float = hyper(positive)
+    decay_steps: int = hyper(positive_int)
+    decay_rate: float = hyper(non_negative)
+    staircase: bool = hyper(flag, False)
+
+    def _value(self, step: int) -> float:
+        ratio = step / self.decay_steps
+        if self.staircase:
+            ratio = math.floor(ratio)
+        return self.initial_learning_rate / (1.0 + self.decay_rate * ratio)
+
+
+@dataclass
+class CosineDecayRestarts(LearningRateSchedule):
+    """Cosine decay with warm restarts, SGDR (Loshchilov & Hutter 2017,
+    https://arxiv.org/abs/1608.03983), as Keras ``CosineDecayRestarts``. Period ``i``
+    (``i = 0, 1, ...``) lasts ``first_decay_steps * t_mul**i`` steps and peaks at
+    ``initial_learning_rate * m_mul**i``; with ``x = step / first_decay_steps``::
+
+        i = floor(log(1 - x * (1 - t_mul)) / log(t_mul))   (t_mul > 1)   or   floor(x)
+        f = (x - (1 - t_mul**i) / (1 - t_mul)) / t_mul**i  (t_mul > 1)   or   x - i
+        lr = initial * ((1 - alpha) * m_mul**i * 0.5 * (1 + cos(pi * f)) + alpha)
+
+    ``i`` is corrected where the logarithm rounds across a restart (Keras's float formula
+    then lands one period late for a step, e.g. step 484 with ``first_decay_steps=4,
+    t_mul=3``). ``t_mul`` must be >= 1 (below 1 the periods sum to a finite time).
+    """
+
+    initial_learning_rate: float = hyper(positive)
+    first_decay_steps: int = hyper(positive_int)
+    t_mul: float = hyper(lambda name, value: real_number(name, value, 1.0), 2.0)
+    m_mul: float = hyper(non_negative, 1.0)
+    alpha: float = hyper(_unit, 0.0)
+
+    def _value(self, step: int) -> float:
+        x, t_mul = step / self.first_decay_steps, self.t_mul
+        if t_mul == 1.0:
+            i = math.floor(x)
+            fraction = x - i
+        else:
+            start = lambda i: (1.0 - t_mul**i) / (1.0 - t_mul)  # noqa: E731 - x where i begins
+            i = math.floor(math.log(1.0 - x * (1.0 - t_mul)) / math.log(t_mul))
+            i += (start(i + 1) <= x) - (start(i) > x)  # the logarithm's rounding, undone
+            fraction = (x - start(i)) / t_mul**i
+        cosine = 0.5 * self.m_mul**i * (1.0 + math.cos(math.pi * fraction))
+        return self.initial_learning_rate * ((1.0 - self.alpha) * cosine + self.alpha)
 
 
 def _each(check: Any) -> Any:
@@ -176,9 +261,12 @@ def deserialize(config: dict[str, Any]) -> LearningRateSchedule:
 
 __all__ = [
     "CosineDecay",
+    "CosineDecayRestarts",
     "ExponentialDecay",
+    "InverseTimeDecay",
     "LearningRateSchedule",
     "PiecewiseConstant",
+    "PolynomialDecay",
     "StepDecay",
     "deserialize",
     "serialize",

@@ -44,13 +44,11 @@ class SGD(Optimizer):
         return ("momentum_buffer",) if self.momentum else ()
 
     def _constants(self, step: int, lr: float) -> tuple:
-        return (lr, self.momentum, self.weight_decay)
+        return (lr, self.momentum)
 
     def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
-        lr, mu, wd = c
-        if self.weight_decay:  # branches on hyper-parameters only: c may be traced (jax.jit)
-            g = g + wd * p
-        if self.momentum:
+        lr, mu = c  # weight decay: applied before, in base.py
+        if self.momentum:  # branches on hyper-parameters only: c may be traced (jax.jit)
             b = s["momentum_buffer"] = w.add(w.mul(s["momentum_buffer"], mu), g)
             g = g + mu * b if self.nesterov else b
         return w.sub(p, lr * g)
