@@ -148,6 +148,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
                 self.stop_training = True
             if self.stop_training:
                 break
+        self.optimizer.finalize_variable_values(self)  # use_ema: the average becomes the weights
         cbs.on_train_end(logs)
         return self.history
 
