@@ -55,7 +55,7 @@ class CategoricalHinge(Loss):
             best = xp.argmax(others, axis=-1, keepdims=True)
             ids = xp.arange(p.shape[-1], dtype=best.dtype, device=array_api_compat.device(p))
             onehot = xp.astype(best == ids, p.dtype)
-            active = expand(xp, xp.where(v > 0.0, dv, 0.0), -1)
+            active = expand(xp, xp.astype(v > 0.0, p.dtype) * dv, -1)
             return active * ((1.0 - t) * onehot - t)
 
         return v, backward

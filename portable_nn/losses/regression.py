@@ -63,15 +63,18 @@ class Huber(_PerElement):
 
 
 class LogCosh(_PerElement):
-    """``e = log(cosh(d)) = |d| + log1p(exp(-2|d|)) - log 2`` (finite for any finite ``d``:
-    ``|d| - log 2`` at ``|d| = 1e4``); ``de/dp = tanh(d)``."""
+    """``e = log(cosh(d))``: ``|d| + log1p(exp(-2|d|)) - log 2`` for ``|d| >= 1`` (finite for
+    any finite ``d``: ``|d| - log 2`` at ``|d| = 1e4``), ``log1p(2 sinh(d/2)^2)`` below (no
+    cancellation: ``d^2 / 2`` to full precision for small ``d``); ``de/dp = tanh(d)``."""
 
     default_name = "log_cosh"
 
     def _elements(self, xp: ModuleType, t: Array, p: Array) -> Elements:
         d = p - t
         a = xp.abs(d)
-        return a + xp.log1p(xp.exp(-2.0 * a)) - _LOG_2, lambda: xp.tanh(d)
+        small = xp.sinh(0.5 * xp.minimum(a, 1.0))  # clamped: the large branch never overflows
+        large = a + xp.log1p(xp.exp(-2.0 * a)) - _LOG_2
+        return xp.where(a < 1.0, xp.log1p(2.0 * (small * small)), large), lambda: xp.tanh(d)
 
 
 class Poisson(_PerElement):
