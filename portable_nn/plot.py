@@ -192,6 +192,10 @@ def activation_curves(x: Any, names: Sequence[str] | None = None) -> dict[str, t
             rows = xp.stack([x, xp.zeros_like(x)], axis=1)
             dy = xp.stack([xp.ones_like(x), xp.zeros_like(x)], axis=1)
             out[name] = (f(rows)[:, 0], f_grad(rows, dy)[:, 0])
+        elif name == "glu":  # glu([x, x]) = x sigmoid(x); d/dx sums both halves' gradients
+            rows = xp.stack([x, x], axis=1)
+            g = f_grad(rows, xp.ones_like(rows[:, :1]))
+            out[name] = (f(rows)[:, 0], g[:, 0] + g[:, 1])
         else:
             out[name] = (f(x), f_grad(x, xp.ones_like(x)))
     return out
@@ -223,6 +227,7 @@ def activations(
         ax.plot(xh, to_numpy(f), label="f(x)")
         ax.plot(xh, to_numpy(df), "--", label="f'(x)")
         label = f"{name}([x, 0])[0]" if name in _VECTOR_ACTIVATIONS else name
+        label = "glu([x, x])" if name == "glu" else label
         ax.set_title(label, fontsize=10)
         ax.axhline(0.0, color="0.6", linewidth=0.5)
         ax.axvline(0.0, color="0.6", linewidth=0.5)

@@ -186,6 +186,12 @@ def all_finite(label: str, x: Any) -> list[Check]:
     return [(xp.all(xp.isfinite(x)), lambda: f"{label} contains NaN or infinite values")]
 
 
+def all_non_negative(label: str, x: Any) -> list[Check]:
+    """``[check that x holds no negative value]`` (NaN passes: :func:`all_finite` names it)."""
+    xp = namespace_of(x)
+    return [(xp.logical_not(xp.any(x < 0)), lambda: f"{label} contains negative values")]
+
+
 def labels_in_range(label: str, labels: Any, classes: int) -> list[Check]:
     """``[check that integer labels lie in [0, classes)]``; the message names a bad label and
     its flat position. Bounds the dtype already guarantees are not computed."""
@@ -231,6 +237,7 @@ def run_checks(checks: list[Check]) -> None:
 __all__ = [
     "Check",
     "all_finite",
+    "all_non_negative",
     "check_like",
     "choice",
     "flag",

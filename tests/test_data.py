@@ -129,8 +129,8 @@ def test_bad_generator_input_is_named(backend: Any) -> None:
         m.fit(batches_of(x, y, 8), validation_split=0.2, verbose=0)
     with pytest.raises(ValueError, match="steps_per_epoch=0"):
         m.fit(batches_of(x, y, 8), steps_per_epoch=0, verbose=0)
-    with pytest.raises(ValueError, match="3 items"):
-        m.fit(Loader([(x, y, y)]), verbose=0)
+    with pytest.raises(ValueError, match="4 items"):
+        m.fit(Loader([(x, y, y, y)]), verbose=0)
     bad = x.copy()
     bad[5, 1] = np.nan
     with pytest.raises(ValueError, match="x contains NaN"):

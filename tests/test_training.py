@@ -438,7 +438,7 @@ def _bad_fit_cases() -> dict[str, tuple[Any, str]]:
         ),
         "val_length": (lambda b: dict(x=x, y=labels, validation_data=(x, labels[:3])), "samples"),
         "val_tuple": (
-            lambda b: dict(x=x, y=labels, validation_data=(x, labels, labels)),
+            lambda b: dict(x=x, y=labels, validation_data=(x, labels, labels, labels)),
             "validation_data",
         ),  # fmt: skip
         "split": (lambda b: dict(x=x, y=labels, validation_split=0.95), "validation_split"),

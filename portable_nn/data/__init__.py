@@ -17,11 +17,13 @@ from .checks import (
     CHECK_CHUNK_BYTES,
     FEATURES,
     InputRule,
+    Weighted,
     as_list,
     check_shapes,
     each,
     first,
     is_labels,
+    unweighted,
     value_checks,
 )
 from .stream import BatchStream, is_stream
@@ -42,6 +44,7 @@ __all__ = [
     "ArrayData",
     "BatchStream",
     "InputRule",
+    "Weighted",
     "as_list",
     "backend_of_model",
     "check_shapes",
@@ -50,5 +53,6 @@ __all__ = [
     "is_labels",
     "is_stream",
     "one_ahead",
+    "unweighted",
     "value_checks",
 ]

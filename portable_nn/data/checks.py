@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from portable_nn.backend import has_dtype
-from portable_nn.validation import Check, all_finite, labels_in_range
+from portable_nn.validation import Check, all_finite, all_non_negative, labels_in_range
 
 CHECK_CHUNK_BYTES = 64 << 20
 _KIND_TEXT = {"real floating": "real floating features", "integral": "integers", "bool": "booleans"}
@@ -32,14 +32,33 @@ class InputRule(NamedTuple):
 FEATURES = InputRule()
 
 
+class Weighted(NamedTuple):
+    """Targets ``y`` (an array or a list, one per output) with per-sample weights ``w`` of
+    shape ``(N,)``: what ``fit(sample_weight=...)`` batches in place of ``y`` (a pytree for a
+    compiled step). The loss and the metrics get ``w`` as their ``sample_weight``."""
+
+    y: Any
+    w: Any
+
+
 def each(fn: Callable[[Any], Any], data: Any) -> Any:
-    """``fn`` of one array, or of each array of a list (a model's several inputs or outputs)."""
+    """``fn`` of one array, or of each array of a list (a model's several inputs or outputs)
+    or of a :class:`Weighted` (targets and weights)."""
+    if isinstance(data, Weighted):
+        return Weighted(each(fn, data.y), fn(data.w))
     return [fn(a) for a in data] if isinstance(data, list) else fn(data)
 
 
 def as_list(data: Any) -> list[Any]:
-    """A list of arrays as it is; one array as a list of one."""
+    """A list of arrays as it is; one array as a list of one; a :class:`Weighted`'s arrays."""
+    if isinstance(data, Weighted):
+        return [*as_list(data.y), data.w]
     return data if isinstance(data, list) else [data]
+
+
+def unweighted(y: Any) -> tuple[Any, Any]:
+    """``(targets, sample weights or None)``."""
+    return (y.y, y.w) if isinstance(y, Weighted) else (y, None)
 
 
 def first(data: Any) -> Any:
@@ -79,8 +98,16 @@ def check_shapes(x: Any, y: Any, what: str = "", rules: list[InputRule] | None =
             )
         n = n or (name, a)
         _same_samples(prefix, n, (name, a))
+    y, w = unweighted(y)
     for item in named("y", y) if y is not None else []:
         _same_samples(prefix, n, item)
+    if w is not None:
+        _same_samples(prefix, n, ("sample_weight", w))
+        if tuple(w.shape) != (w.shape[0],) or not has_dtype(w, "real floating"):
+            raise ValueError(
+                f"{prefix}sample_weight must be a float array of shape (samples,). Received: "
+                f"shape={tuple(w.shape)}, dtype={w.dtype}"
+            )
 
 
 def _features(x: Any) -> list[InputRule]:
@@ -132,6 +159,11 @@ def value_checks(
         for c in check(prefix + name, part)
     ]
     counts = classes if isinstance(classes, list) else [classes]
+    y, w = unweighted(y)
+    if w is not None:
+        found += all_finite(prefix + "sample_weight", w) + all_non_negative(
+            prefix + "sample_weight", w
+        )
     for (name, t), k in zip(named("y", y) if y is not None else [], counts):
         if is_labels(t, k):  # targets are small next to features: checked whole
             found += labels_in_range(prefix + name, t, k)
@@ -144,10 +176,12 @@ __all__ = [
     "CHECK_CHUNK_BYTES",
     "FEATURES",
     "InputRule",
+    "Weighted",
     "as_list",
     "check_shapes",
     "each",
     "first",
     "is_labels",
+    "unweighted",
     "value_checks",
 ]

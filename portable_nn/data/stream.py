@@ -21,7 +21,7 @@ from portable_nn.backend import Backend, is_array, to_numpy
 from portable_nn.validation import run_checks
 
 from .arrays import _is_host, _put, one_ahead
-from .checks import as_list, check_shapes, first, value_checks
+from .checks import Weighted, as_list, check_shapes, first, value_checks
 
 
 def is_stream(x: Any) -> bool:
@@ -49,6 +49,7 @@ class BatchStream:
         self.exhausted = False
         self.inputs: Callable[[Any], Any] = _host_numpy
         self.targets: Callable[[Any], Any] = _host_numpy
+        self.weights: Callable[[Any], Any] = _host_numpy  # a batch's sample weights
         self.classes: Any = 0
         self.rules: Any = None  # the model's InputRules (dtype kind, value checks per input)
         self.what = ""
@@ -122,8 +123,10 @@ class BatchStream:
         self.exhausted = count == 0 or self.steps_per_epoch is not None  # ran dry early
 
     def _place(self, raw: Any) -> tuple[Any, Any, int]:
-        xb, yb = _split(raw, self.what)
+        xb, yb, wb = _split(raw, self.what)
         xb, yb = self.inputs(xb), None if yb is None else self.targets(yb)
+        if wb is not None and yb is not None:
+            yb = Weighted(yb, self.weights(wb))
         check_shapes(xb, yb, self.what, self.rules)
         arrays = as_list(xb) + ([] if yb is None else as_list(yb))
         if all(_is_host(a) for a in arrays):  # free on the host: no device sync
@@ -137,18 +140,17 @@ def _host_numpy(data: Any) -> Any:
     return to_numpy(data) if _is_host(data) else data
 
 
-def _split(item: Any, what: str) -> tuple[Any, Any]:
-    """``(x, y)`` from a batch item: ``(x, y)``, ``(x,)`` or ``x``."""
+def _split(item: Any, what: str) -> tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` from a batch item: ``(x, y, w)``, ``(x, y)``, ``(x,)`` or
+    ``x`` (missing parts None)."""
     if isinstance(item, (tuple, list)):
-        if len(item) == 2:
-            return item[0], item[1]
-        if len(item) == 1:
-            return item[0], None
+        if 1 <= len(item) <= 3:
+            return (*item, *[None] * (3 - len(item)))
         raise ValueError(
-            f"{what or 'a batch'}: expected (x, y) or (x,) per batch; received a "
-            f"{type(item).__name__} of {len(item)} items (sample weights are not supported yet)"
+            f"{what or 'a batch'}: expected (x, y, sample_weight), (x, y) or (x,) per batch; "
+            f"received a {type(item).__name__} of {len(item)} items"
         )
-    return item, None
+    return item, None, None
 
 
 __all__ = ["BatchStream", "is_stream"]

@@ -24,10 +24,10 @@ from __future__ import annotations
 from typing import Any
 
 from portable_nn.backend import Backend
-from portable_nn.data import first
+from portable_nn.data import Weighted, first
 from portable_nn.random import KeyFeed
 
-from .loop import add_sums, batch_sums
+from .loop import WEIGHTS, add_sums, batch_sums
 
 
 class CompiledStep:
@@ -41,7 +41,7 @@ class CompiledStep:
         self.model, self.backend = model, backend
         self.order: list[int] | None = None  # draws: indices of generator-holding layers
         self.keys: list[str] = []  # the sums in the loop's order (JAX returns sorted dicts)
-        self.zeros: dict[str, Any] = {}  # a 0-d zero per sum
+        self.zeros: dict[bool, dict[str, Any]] = {}  # a 0-d zero per sum, by weighted data
         self.cache: dict[tuple[str, int], Any] = {}
         self.traced = False  # set while a trace runs (the model then holds tracers)
 
@@ -163,16 +163,20 @@ class CompiledStep:
     def _zeros(self, fn: Any, params: dict, *args: Any) -> dict[str, Any]:
         """0-d zeros for the sums ``fn`` returns (their dtypes found by tracing it without
         running): every call then takes a full dict, so an epoch's first batch compiles
-        nothing new. ``args``: ``fn``'s arguments after parameters and buffers."""
-        if not self.zeros:
+        nothing new. ``args``: ``fn``'s arguments after parameters and buffers; weighted
+        targets (a :class:`Weighted` ``y``, the last argument) add the sum of the weights."""
+        weighted = isinstance(args[-1], Weighted)
+        if weighted not in self.zeros:
             bufs = self.model.buffers()
             out = self.backend.shapes_of(fn, params, bufs, *args)
             self._install(params, bufs)
             sums = out[3] if isinstance(out, tuple) else out
-            self.keys = batch_sums_names(self.model)
+            keys = batch_sums_names(self.model) + ([WEIGHTS] if weighted else [])
             xp, device = self.backend.xp, self.backend.device
-            self.zeros = {k: xp.zeros((), dtype=sums[k].dtype, device=device) for k in self.keys}
-        return self.zeros
+            zeros = {k: xp.zeros((), dtype=sums[k].dtype, device=device) for k in keys}
+            self.zeros[weighted] = zeros
+        self.keys = list(self.zeros[weighted])
+        return self.zeros[weighted]
 
     def _ordered(self, sums: dict[str, Any]) -> dict[str, Any]:
         return {k: sums[k] for k in self.keys}

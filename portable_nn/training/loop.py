@@ -12,20 +12,36 @@ from collections.abc import Callable
 from typing import Any
 
 from portable_nn.backend import namespace_of, read_scalars
-from portable_nn.data import ArrayData
+from portable_nn.data import ArrayData, unweighted
+
+WEIGHTS = "sample_weight"  # the sums' key of sum(w) over the batches of weighted data
 
 
 class Totals:
-    """Running sums on the device: ``{"loss": sum_b loss_b * n_b, metric: sum_b batch_value}``."""
+    """Running sums on the device: ``{"loss": sum_b loss_b * n_b, metric: sum_b batch_value}``
+    and, for weighted data, ``WEIGHTS: sum_b sum_n w_n``."""
 
     def __init__(self) -> None:
         self.sums: dict[str, Any] = {}
         self.count = 0
 
     def means(self, prefix: str = "") -> dict[str, Any]:
-        """``{prefix + name: sum / samples}`` as 0-d device arrays (no sync)."""
+        """``{prefix + name: sum / samples}`` as 0-d device arrays (no sync). With sample
+        weights the metrics are weighted means, ``sum w v / sum w`` (0 when ``sum w`` is 0), as
+        Keras's; the loss stays the mean over samples of the batches' weighted losses."""
         scale = 1.0 / max(self.count, 1)
-        return {prefix + name: total * scale for name, total in self.sums.items()}
+        sums, weights = dict(self.sums), self.sums.get(WEIGHTS)
+        sums.pop(WEIGHTS, None)
+        logs = {prefix + "loss": sums.pop("loss") * scale} if "loss" in sums else {}
+        if weights is None:
+            return logs | {prefix + name: total * scale for name, total in sums.items()}
+        xp = namespace_of(weights)
+        safe = xp.where(weights > 0.0, weights, xp.ones_like(weights))
+        zero = xp.zeros_like(weights)
+        return logs | {
+            prefix + name: xp.where(weights > 0.0, total / safe, zero)
+            for name, total in sums.items()
+        }
 
 
 def read_logs(logs: dict[str, Any]) -> dict[str, float]:
@@ -39,10 +55,15 @@ def add_sums(totals: dict[str, Any], sums: dict[str, Any]) -> dict[str, Any]:
 
 
 def batch_sums(model: Any, loss: Any, y_pred: Any, y: Any, count: int) -> dict[str, Any]:
-    """The batch's contribution: loss (a mean) times its length, and each metric's sum."""
+    """The batch's contribution: loss (a mean) times its length, each metric's sum (weighted
+    for weighted data) and then ``sum(w)``."""
+    y, w = unweighted(y)
     sums = {"loss": loss * float(count)}
     for metric in model.compiled_metrics:
-        sums[metric.name] = metric.batch_value(y, y_pred)
+        sums[metric.name] = metric.batch_value(y, y_pred, w)
+    if w is not None:
+        xp = namespace_of(w)
+        sums[WEIGHTS] = xp.asarray(xp.sum(xp.astype(w, loss.dtype)))
     return sums
 
 

@@ -18,18 +18,22 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import array_api_compat
+
 from portable_nn import random as pnn_random
 from portable_nn import validation
-from portable_nn.backend import is_array, move, namespace_of, to_numpy
+from portable_nn.backend import has_dtype, is_array, move, namespace_of, to_numpy
 from portable_nn.callbacks import CallbackList
 from portable_nn.data import (
     ArrayData,
     BatchStream,
+    Weighted,
     backend_of_model,
     check_shapes,
     each,
     first,
     is_stream,
+    unweighted,
 )
 from portable_nn.losses import SparseCategoricalCrossentropy
 
@@ -92,6 +96,8 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         initial_epoch: int = 0,
         steps_per_epoch: int | None = None,
         validation_steps: int | None = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
     ) -> Any:
         """Train for ``epochs - initial_epoch`` epochs; returns the :class:`History`.
 
@@ -105,6 +111,15 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         model's generator (batch order) and every layer's generator (dropout masks), so two
         fits from the same weights with the same seed give identical losses; without it the
         generators simply continue. Bad input raises before any parameter changes.
+
+        ``sample_weight`` ``(samples,)`` (or ``(samples, 1)``) weighs each sample's loss (the
+        loss's ``sample_weight``: with the default reduction a batch's loss is ``sum w l / n``)
+        and the metrics (``sum w v / sum w``), as Keras; ``class_weight`` ``{class: weight}``
+        makes them from the labels instead (one output only; classes it leaves out weigh 1;
+        one-hot targets by their argmax, a single sigmoid output by the rounded target).
+        ``validation_data`` may carry its own weights: ``(x_val, y_val, sample_weight_val)``;
+        a generator may yield ``(x, y, sample_weight)`` batches. Weights are checked once with
+        the data (finite, >= 0, one per sample).
         """
         self._require_compiled("fit")
         validation.non_negative_int("epochs", epochs)
@@ -117,8 +132,9 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         ):
             if value is not None:
                 validation.positive_int(name, value)
+        weights = (sample_weight, class_weight)
         train, val = self._fit_data(
-            x, y, validation_data, split, batch_size, steps_per_epoch, validation_steps
+            x, y, validation_data, split, batch_size, steps_per_epoch, validation_steps, weights
         )
         steps = train.steps(batch_size)
         params = dict(
@@ -179,39 +195,88 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         batch_size: int,
         steps: int | None = None,
         validation_steps: int | None = None,
+        weights: tuple[Any, Any] = (None, None),
     ) -> tuple[Data, Data | None]:
         """Place, split and check the training (and validation) data: one sync in all."""
-        train = self._prepare(x, y, "", steps)
+        train = self._prepare(x, y, "", steps, *weights)
         val = None
         if is_stream(validation_data):
             val = self._prepare(validation_data, None, "validation_data", validation_steps)
         elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError(
-                    "validation_data must be a tuple (x_val, y_val) or a batch generator (sample "
-                    f"weights are not supported). Received: {type(validation_data).__name__}"
+                    "validation_data must be a tuple (x_val, y_val), (x_val, y_val, "
+                    "sample_weight_val) or a batch generator. Received: "
+                    f"{type(validation_data).__name__}"
                 )
-            val = self._prepare(*validation_data, "validation_data")
+            x_val, y_val, *w_val = validation_data
+            val = self._prepare(x_val, y_val, "validation_data", None, *w_val)
         elif split > 0.0:
             train, val = train.split(split)
         self._check_values(batch_size, train, val)
         return train, val
 
-    def _prepare(self, x: Any, y: Any, what: str, steps: int | None = None) -> Data:
+    def _prepare(
+        self,
+        x: Any,
+        y: Any,
+        what: str,
+        steps: int | None = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+    ) -> Data:
         """Shapes and dtypes (free), then build and place (the dry run comes after the value
-        checks: an Embedding's indices are checked before any forward reads them)."""
+        checks: an Embedding's indices are checked before any forward reads them). Sample
+        weights travel with the targets as a :class:`Weighted`."""
+        label = what or "fit/evaluate"
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError(f"{label}: give sample_weight or class_weight, not both (as Keras)")
         if is_stream(x):
-            if y is not None:
+            if y is not None or sample_weight is not None or class_weight is not None:
                 raise ValueError(
-                    f"{what or 'fit/evaluate'}: with a batch generator x, y must be None"
+                    f"{label}: with a batch generator x, y must be None, and so must "
+                    "sample_weight and class_weight (yield (x, y, sample_weight) batches)"
                 )
-            data = self._stream(x, steps, what)
-        else:
-            if y is None:
-                raise ValueError(f"{what or 'fit/evaluate'}: y is required (targets for the loss)")
-            data = self._arrays(self._inputs_of(x), self._targets_of(y), what)
-            data.y = self._labels_as_loss_expects(data.y)
+            return self._stream(x, steps, what)
+        if y is None:
+            raise ValueError(f"{label}: y is required (targets for the loss)")
+        targets = self._targets_of(y)
+        if sample_weight is not None:
+            targets = Weighted(targets, _as_weights(sample_weight))
+        data = self._arrays(self._inputs_of(x), targets, what)
+        targets, weights = unweighted(data.y)
+        targets = self._labels_as_loss_expects(targets)
+        if class_weight is not None:
+            weights = self._class_weights(class_weight, targets)
+        data.y = targets if weights is None else Weighted(targets, weights)
         return data
+
+    def _class_weights(self, class_weight: dict[int, float], y: Any) -> Any:
+        """Per-sample weights ``class_weight.get(class of sample n, 1.0)`` in ``y``'s namespace
+        and place, without a host read (labels outside the classes are clipped here and
+        reported by the label check that follows)."""
+        if len(self.output_names) > 1:
+            raise ValueError("class_weight needs a model with one output; use sample_weight")
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"class_weight must be a dict {{class: weight}}; got {class_weight!r}")
+        classes = max(int(self.compute_output_shape(self.input_shape)[-1]), 2)
+        for key, value in class_weight.items():
+            if validation.non_negative_int("a class_weight key", key) >= classes:
+                raise ValueError(
+                    f"class_weight names class {key!r}; the model has classes 0 to {classes - 1}"
+                )
+            validation.real_number(f"class_weight[{key!r}]", value, low=0.0)
+        xp, device = namespace_of(y), array_api_compat.device(y)
+        dtype = getattr(xp, backend_of_model(self).dtype_name)
+        table = [float(class_weight.get(c, 1.0)) for c in range(classes)]
+        table = xp.asarray(table, dtype=dtype, device=device)
+        if y.ndim == 2 and y.shape[1] > 1:  # one-hot or probabilities: the argmax
+            labels = xp.argmax(y, axis=1)
+        elif has_dtype(y, "integral"):
+            labels = xp.reshape(y, (-1,))
+        else:  # one sigmoid output: the rounded target
+            labels = xp.astype(xp.round(xp.reshape(y, (-1,))), xp.int64)
+        return xp.take(table, xp.clip(labels, 0, classes - 1), axis=0)
 
     def _inputs_of(self, x: Any) -> Any:
         """``x`` as the data package takes it: an array, or a list of arrays in input order."""
@@ -247,6 +312,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
             stream.backend = backend_of_model(self)
         stream.inputs, stream.what, stream.rules = self._inputs_of, what, self.input_rules()
         stream.targets = lambda y: self._labels_as_loss_expects(self._targets_of(y))
+        stream.weights = _as_weights
         return stream
 
     def _labels_as_loss_expects(self, y: Any) -> Any:
@@ -264,8 +330,9 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         if yb is None:  # predict
             return
         self._loss_value_and_gradient(yb, y_pred)
+        targets, weights = unweighted(yb)
         for metric in self.compiled_metrics:
-            metric.batch_value(yb, y_pred)
+            metric.batch_value(targets, y_pred, weights)
 
     def _check_values(self, batch_size: int, *datasets: Data | None) -> None:
         """NaN/inf, label range and the input rules (an Embedding's index range) over the
@@ -291,12 +358,14 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         verbose: int = 0,
         callbacks: list[Any] | None = None,
         steps: int | None = None,
+        sample_weight: Any = None,
     ) -> dict[str, float]:
         """Mean loss and metrics over ``(x, y)`` (or a generator of batches, ``steps`` of them
-        or until it runs out) in inference mode, as Python floats."""
+        or until it runs out) in inference mode, as Python floats; ``sample_weight`` as in
+        :meth:`fit`."""
         self._require_compiled("evaluate")
         validation.positive_int("batch_size", batch_size)
-        data = self._prepare(x, y, "", steps)
+        data = self._prepare(x, y, "", steps, sample_weight)
         self._check_values(batch_size, data)
         cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
         cbs.on_test_begin(None)
@@ -345,6 +414,17 @@ def _callback_list(
     return CallbackList(
         callbacks, model=model, params=params, add_history=add_history, add_progbar=True
     )
+
+
+def _as_weights(sample_weight: Any) -> Any:
+    """``sample_weight`` as a float array of shape ``(samples,)`` where it is (a ``(samples,
+    1)`` column is flattened, integers and booleans become float32); other shapes are left for
+    ``check_shapes`` to name."""
+    w = _with_shape(sample_weight)
+    xp = namespace_of(w)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = xp.reshape(w, (-1,))
+    return w if has_dtype(w, "real floating") else xp.astype(w, xp.float32)
 
 
 def _squeezed(loss: Any, y: Any) -> Any:

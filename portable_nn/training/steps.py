@@ -9,7 +9,7 @@ from typing import Any
 from portable_nn import losses, optimizers
 from portable_nn import metrics as pnn_metrics
 from portable_nn.backend import device_scope
-from portable_nn.data import backend_of_model, each, first
+from portable_nn.data import backend_of_model, each, first, unweighted
 from portable_nn.validation import choice, real_number
 
 from .compiled import CompiledStep, eager_step, eager_test
@@ -22,8 +22,8 @@ class OutputMetric:
     def __init__(self, metric: Any, index: int, output: str) -> None:
         self.metric, self.index, self.name = metric, index, f"{output}_{metric.name}"
 
-    def batch_value(self, y: Any, y_pred: Any) -> Any:
-        return self.metric.batch_value(y[self.index], y_pred[self.index])
+    def batch_value(self, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        return self.metric.batch_value(y[self.index], y_pred[self.index], sample_weight)
 
 
 class StepsMixin:
@@ -186,12 +186,14 @@ class StepsMixin:
         still run. A user loss that is not a ``pnn.losses.Loss`` is called as it is.
 
         Several outputs: ``L = sum_i w_i L_i(y_i, p_i)`` and ``dL/dp_i = w_i dL_i/dp_i`` (a list).
+        ``y`` may be a :class:`~portable_nn.data.Weighted`: its per-sample weights go to every
+        loss as ``sample_weight`` (Keras's ``fit(sample_weight=...)``).
         """
-        loss, weights = self.loss, self.loss_weights
+        (y, sample_weight), loss, weights = unweighted(y), self.loss, self.loss_weights
         if not isinstance(loss, list):
-            return _value_and_gradient(loss, y, y_pred, gradient, weights)
+            return _value_and_gradient(loss, y, y_pred, gradient, weights, sample_weight)
         terms = [
-            _value_and_gradient(one, t, p, gradient, w)
+            _value_and_gradient(one, t, p, gradient, w, sample_weight)
             for one, t, p, w in zip(loss, y, y_pred, weights or [None] * len(loss))
         ]
         values = [t[0] for t in terms] if gradient else terms
@@ -200,15 +202,18 @@ class StepsMixin:
 
 
 def _value_and_gradient(
-    loss: Any, y: Any, y_pred: Any, gradient: bool, weight: float | None
+    loss: Any, y: Any, y_pred: Any, gradient: bool, weight: float | None, sample_weight: Any
 ) -> Any:
-    """One loss (times ``weight`` when given), checked as :meth:`_loss_value_and_gradient` says."""
+    """One loss (times ``weight`` when given), checked as :meth:`_loss_value_and_gradient` says;
+    ``sample_weight`` (None or ``(N,)``) goes to the loss (a user loss gets it by keyword only
+    when given)."""
+    given = {} if sample_weight is None else {"sample_weight": sample_weight}
     if not isinstance(loss, losses.Loss):
-        out = loss.value_and_gradient(y, y_pred) if gradient else loss(y, y_pred)
+        out = loss.value_and_gradient(y, y_pred, **given) if gradient else loss(y, y_pred, **given)
     elif gradient:
-        out = loss.value_and_gradient(y, y_pred, check_values=False)
+        out = loss.value_and_gradient(y, y_pred, check_values=False, **given)
     else:
-        out = loss(y, y_pred, check_values=False)
+        out = loss(y, y_pred, check_values=False, **given)
     if weight is None or weight == 1.0:
         return out
     return (out[0] * weight, out[1] * weight) if gradient else out * weight
