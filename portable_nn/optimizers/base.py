@@ -204,23 +204,20 @@ class Optimizer(SerializationMixin, Hyper):
     def _run(self, w: type[Pure], work: list[tuple], c: tuple, clip: bool = True) -> list[Any]:
         """One call on every parameter: the new parameters; new slots stored in each dict.
 
-        ``g <- (acc + g) / k`` (accumulation; other calls only ``acc <- acc + g``), clipping,
-        decay, ``_update``, ``ema <- m * ema + (1 - m) * p`` and the EMA overwrite. Python
-        flags in ``c`` branch; traced ones (``jax.jit``) compute the update and select."""
+        Accumulation (``g <- (acc + g) / k`` on updates, only ``acc <- acc + g`` otherwise),
+        clipping, decay, ``_update``, ``ema <- m * ema + (1 - m) * p`` and the EMA overwrite.
+        Python flags in ``c`` branch; traced ones (``jax.jit``) compute the update and select."""
         if not work:
             return []
         xp = namespace_of(work[0][1])
         c, decay, go, ema_m, overwrite = self._split(c)
+        if self._k > 1 and not _traced(go) and not go:  # not an update: add the gradients up
+            for _, _, g, s in work:
+                s[ACCUMULATOR] = w.add(s[ACCUMULATOR], g)
+            return [p for _, p, _, _ in work]
         before = [(p, dict(s)) for _, p, _, s in work] if _traced(go) else []
         if self._k > 1:
-            if not _traced(go) and not go:  # not an update: add the gradients up, nothing else
-                for _, _, g, s in work:
-                    s[ACCUMULATOR] = w.add(s[ACCUMULATOR], g)
-                return [p for _, p, _, _ in work]
-            summed = [w.add(s[ACCUMULATOR], g) for _, _, g, s in work]
-            work = [(n, p, acc / float(self._k), s) for (n, p, _, s), acc in zip(work, summed)]
-            for (_, _, _, s), acc in zip(work, summed):  # then reset (in place: after the mean)
-                s[ACCUMULATOR] = _select(xp, w, go, xp.zeros_like(acc), acc)
+            work = self._mean_gradients(xp, w, work, go)
         if clip and (self.clipnorm or self.clipvalue):
             work = self._clip(work)
         new = []
@@ -237,11 +234,19 @@ class Optimizer(SerializationMixin, Hyper):
                     p = _select(xp, w, overwrite, ema, p)
             new.append(p)
         for i, (p, old) in enumerate(before):  # traced: keep the update only on update calls
-            new[i] = xp.where(go != 0.0, new[i], p)
-            s = work[i][3]
+            new[i], s = xp.where(go != 0.0, new[i], p), work[i][3]
             for slot in old.keys() - {ACCUMULATOR}:
                 s[slot] = xp.where(go != 0.0, s[slot], old[slot])
         return new
+
+    def _mean_gradients(self, xp: Any, w: type[Pure], work: list[tuple], go: Any) -> list[tuple]:
+        """``work`` with ``g <- (acc + g) / k``; the accumulators reset where ``go`` (an
+        update), else keep ``acc + g`` (a traced flag on a call that is not an update)."""
+        summed = [w.add(s[ACCUMULATOR], g) for _, _, g, s in work]
+        work = [(n, p, acc / float(self._k), s) for (n, p, _, s), acc in zip(work, summed)]
+        for (_, _, _, s), acc in zip(work, summed):  # reset after the mean (in place: same array)
+            s[ACCUMULATOR] = _select(xp, w, go, xp.zeros_like(acc), acc)
+        return work
 
     def _step_constants(self, step: int) -> tuple:
         """The constants of the call after ``step`` calls: ``_constants(t, lr)`` of update
