@@ -202,7 +202,7 @@ class Loss:
         w = None if sample_weight is None else self._sample_weight(xp, sample_weight, y_pred, shape)
         if check_values:
             found = self._value_checks(xp, t, y_pred)
-            run_checks(found if w is None else found + _weight_checks(f"{self.name}", w))
+            run_checks(found if w is None else found + _weight_checks(self.name, w))
         if w is not None and w.dtype != y_pred.dtype:
             w = xp.astype(w, y_pred.dtype)
         return xp, t, w
@@ -262,7 +262,7 @@ class Loss:
         elif counted is None and (w is None or self.reduction != "mean_with_sample_weight"):
             scale = 1.0 / math.prod(values.shape)
         else:
-            weights = mask if self.reduction != "mean_with_sample_weight" else w
+            weights = w if self.reduction == "mean_with_sample_weight" else mask  # counted
             divisor = xp.sum(xp.broadcast_to(weights, values.shape))
             positive = divisor > 0.0
             scale = xp.where(positive, 1.0 / xp.where(positive, divisor, 1.0), 0.0)
