@@ -33,6 +33,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "Input": ("portable_nn.graph", "Input"),
     "Model": ("portable_nn.graph", "Model"),
     "optimizers": ("portable_nn.optimizers", None),
+    "regularizers": ("portable_nn.regularizers", None),
     "metrics": ("portable_nn.metrics", None),
     "callbacks": ("portable_nn.callbacks", None),
     "History": ("portable_nn.callbacks", "History"),

@@ -95,6 +95,28 @@ class _Container(TrainingMixin, Layer):
                 out[prefix + key] = value
         return out
 
+    def penalties(self) -> tuple[Any, dict[str, Any]]:
+        """Every layer's regularization penalties, summed, and their gradients by dotted name."""
+        total: Any = 0.0
+        grads: dict[str, Any] = {}
+        for prefix, layer in self._prefixed():
+            value, own = layer.penalties()
+            if own:
+                total = total + value
+                grads.update({prefix + key: g for key, g in own.items()})
+        return total, grads
+
+    @Layer.trainable.setter  # type: ignore[attr-defined]
+    def trainable(self, value: bool) -> None:
+        """Freezing (or unfreezing) a model sets every layer, as Keras."""
+        Layer.trainable.fset(self, value)  # type: ignore[attr-defined]
+        for layer in self.layers:
+            layer.trainable = self.trainable
+
+    def trainable_parameters(self) -> dict[str, Any]:
+        """The parameters of the trainable layers (none when the model is frozen)."""
+        return self._collect("trainable_parameters") if self.trainable else {}
+
     def parameters(self) -> dict[str, Any]:
         """Trainable arrays of every layer under dotted names (``"0.weight"``)."""
         return self._collect("parameters")
@@ -163,7 +185,8 @@ class _Container(TrainingMixin, Layer):
         widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         rule = "=" * max(len(line) for line in lines)
-        trainable, frozen = _count(self.parameters()), _count(self.buffers())
+        trainable = _count(self.trainable_parameters())
+        frozen = _count(self.state_dict()) - trainable  # buffers and frozen layers' weights
         text = "\n".join(
             [f'Model: "{self.name}"', rule, lines[0], rule, *lines[1:], rule]
             + [

@@ -144,7 +144,7 @@ def my_metric(y_true: Any, y_pred: Any) -> Any:
 
 ARGS = {  # constructor arguments of the classes that need some (others use their defaults)
     "Activation": {"activation": "tanh"},
-    "Dense": {"units": 3, "use_bias": False, "kernel_initializer": "he_normal"},
+    "Dense": {"units": 3, "use_bias": False, "kernel_regularizer": pnn.regularizers.L2(0.1)},
     "Dropout": {"rate": 0.3, "seed": 7},
     "Reshape": {"target_shape": (2, 2)},
     "Sequential": lambda: {"layers": [Dense(2)]},  # a nested model (fresh layers each time)
@@ -165,6 +165,9 @@ ARGS = {  # constructor arguments of the classes that need some (others use thei
     "ExponentialDecay": {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5},
     "StepDecay": {"initial_learning_rate": 0.1, "step_size": 5},
     "CosineDecay": {"initial_learning_rate": 0.1, "decay_steps": 100},
+    "CosineDecayRestarts": {"initial_learning_rate": 0.1, "first_decay_steps": 10},
+    "PolynomialDecay": {"initial_learning_rate": 0.1, "decay_steps": 10},
+    "InverseTimeDecay": {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5},
     "PiecewiseConstant": {"boundaries": [10], "values": [0.1, 0.01]},
     "TopKAccuracy": {"k": 2},
     "MeanMetricWrapper": {"fn": my_metric},

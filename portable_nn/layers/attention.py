@@ -59,6 +59,11 @@ class MultiHeadAttention(Layer):
     accepts_mask: ClassVar[bool] = True  # forward(..., mask=[query_mask, value_mask, key_mask])
     input_dtype: ClassVar[Any] = (None, None, None, "bool")  # the attention_mask is boolean
 
+    REGULARIZABLE = {
+        "kernel_regularizer": tuple(f"{r}_weight" for r in ("query", "key", "value", "output")),
+        "bias_regularizer": tuple(f"{r}_bias" for r in ("query", "key", "value", "output")),
+    }
+
     def __init__(
         self,
         num_heads: int,
@@ -71,7 +76,12 @@ class MultiHeadAttention(Layer):
         bias_initializer: Any = "zeros",
         seed: int | Generator | None = None,
         name: str | None = None,
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
     ) -> None:
+        self.set_regularizers(
+            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer
+        )
         self.num_heads = positive_int("num_heads", num_heads)
         self.key_dim = positive_int("key_dim", key_dim)
         self.value_dim = self.key_dim if value_dim is None else positive_int("value_dim", value_dim)

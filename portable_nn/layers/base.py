@@ -54,7 +54,14 @@ import re
 from typing import Any, ClassVar
 
 from portable_nn.backend import has_dtype, namespace_and_device
-from portable_nn.validation import Check, check_like, format_shape, require_dtype, require_shape
+from portable_nn.validation import (
+    Check,
+    check_like,
+    flag,
+    format_shape,
+    require_dtype,
+    require_shape,
+)
 
 Shape = tuple[Any, ...]
 
@@ -106,6 +113,9 @@ class Layer:
     accepts_mask: ClassVar[bool] = False  # forward(x, training=False, mask=None) uses a mask
     keeps_mask: ClassVar[bool] = False  # the output carries the input's mask unchanged
     input_dtype: ClassVar[Any] = None  # None: the weights' dtype (real floating without any)
+    # constructor argument -> the parameters it regularizes (Dense: kernel_regularizer -> weight)
+    REGULARIZABLE: ClassVar[dict[str, tuple[str, ...]]] = {}
+    regularizers: dict[str, Any] = {}  # argument -> Regularizer, set by set_regularizers
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -228,10 +238,49 @@ class Layer:
             return call_symbolic(self, x, mask)
         return self.forward_masked(x, False, mask)[0]
 
+    # -- regularization -----------------------------------------------------------------------
+    def set_regularizers(self, **by_argument: Any) -> None:
+        """Keep ``{argument: pnn.regularizers.get(value)}`` for the arguments in
+        :attr:`REGULARIZABLE` that are not None (constructors call it with theirs)."""
+        from portable_nn import regularizers
+
+        self.regularizers = {
+            arg: regularizers.get(value) for arg, value in by_argument.items() if value is not None
+        }
+
+    def penalties(self) -> tuple[Any, dict[str, Any]]:
+        """``(sum of the penalties, {parameter: penalty gradient})`` of this layer's
+        regularizers, ``(0.0, {})`` without any."""
+        total: Any = 0.0
+        grads: dict[str, Any] = {}
+        for arg, regularizer in self.regularizers.items():
+            for name in self.REGULARIZABLE[arg]:
+                if name in self.params:
+                    w = self.params[name]
+                    total = total + regularizer(w)
+                    grads[name] = regularizer.gradient(w)
+        return total, grads
+
     # -- parameters ---------------------------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        """False freezes the layer (Keras): ``fit`` leaves its weights alone and the optimizer
+        keeps no slots for them (:meth:`trainable_parameters`); a frozen BatchNormalization
+        normalises with its running statistics. Containers pass the value to every layer."""
+        return self.__dict__.get("_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self.__dict__["_trainable"] = flag("trainable", value)
+
     def parameters(self) -> dict[str, Any]:
-        """Trainable arrays by name (a new dict; the arrays themselves are not copied)."""
+        """Trainable arrays by name (a new dict; the arrays themselves are not copied), frozen
+        or not: checkpoints and ``set_parameters`` see them all."""
         return dict(self.params)
+
+    def trainable_parameters(self) -> dict[str, Any]:
+        """The parameters ``fit`` updates: all of them, none when the layer is frozen."""
+        return dict(self.params) if self.trainable else {}
 
     def buffers(self) -> dict[str, Any]:
         """Non-trainable arrays by name (e.g. running statistics)."""
@@ -266,6 +315,12 @@ class Layer:
         config: dict[str, Any] = {"name": self.name}
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape[1:])
+        if self.regularizers:
+            from portable_nn.regularizers import serialize
+
+            config.update({arg: serialize(r) for arg, r in self.regularizers.items()})
+        if not self.trainable:
+            config["trainable"] = False
         return config
 
     @classmethod
@@ -309,7 +364,12 @@ def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:
         cls = registered_layers()[class_name]
     except KeyError:
         raise ValueError(f"unknown layer class {class_name!r}") from None
-    return cls.from_config(config)
+    config = dict(config)
+    frozen = config.pop("trainable", True) is False  # written only for a frozen layer
+    layer = cls.from_config(config)
+    if frozen:
+        layer.trainable = False
+    return layer
 
 
 __all__ = [

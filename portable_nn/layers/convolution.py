@@ -57,6 +57,7 @@ class _Conv(Layer):
 
     rank: ClassVar[int]
     skips_input_grad = True
+    REGULARIZABLE = {"kernel_regularizer": ("weight",), "bias_regularizer": ("bias",)}
 
     def __init__(
         self,
@@ -74,8 +75,13 @@ class _Conv(Layer):
         input_shape: Shape | None = None,
         seed: int | Generator | None = None,
         name: str | None = None,
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
     ) -> None:
         rank = self.rank
+        self.set_regularizers(
+            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer
+        )
         self.filters = positive_int("filters", filters)
         self.kernel_size = int_tuple("kernel_size", kernel_size, rank)
         self.strides = int_tuple("strides", strides, rank)

@@ -39,10 +39,12 @@ class Dense(Layer):
     input_dim, input_shape : build at once for inputs (batch, input_dim) / (batch, *input_shape).
     seed : int or ``pnn.random.Generator`` for the initializers; None uses the global generator.
     name : layer name.
+    kernel_regularizer, bias_regularizer : ``pnn.regularizers`` penalties on ``W`` and ``b``.
     """
 
     skips_input_grad = True
     keeps_mask = True  # the output's steps are the input's (masking, see layers.base)
+    REGULARIZABLE = {"kernel_regularizer": ("weight",), "bias_regularizer": ("bias",)}
 
     def __init__(
         self,
@@ -55,8 +57,13 @@ class Dense(Layer):
         input_shape: Shape | None = None,
         seed: int | Generator | None = None,
         name: str | None = None,
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
     ) -> None:
         self.units = positive_int("units", units)
+        self.set_regularizers(
+            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer
+        )
         self.activation, self._f, self._grad, self._saves_output = bind(activation)
         self.use_bias = flag("use_bias", use_bias)
         self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)

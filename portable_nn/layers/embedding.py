@@ -82,6 +82,7 @@ class Embedding(Layer):
 
     skips_input_grad = True
     input_dtype = "integral"
+    REGULARIZABLE = {"embeddings_regularizer": ("weight",)}
 
     def __init__(
         self,
@@ -93,8 +94,10 @@ class Embedding(Layer):
         input_shape: Shape | None = None,
         seed: int | Generator | None = None,
         name: str | None = None,
+        embeddings_regularizer: Any = None,
     ) -> None:
         self.input_dim = positive_int("input_dim", input_dim)
+        self.set_regularizers(embeddings_regularizer=embeddings_regularizer)
         self.output_dim = positive_int("output_dim", output_dim)
         self.embeddings_initializer = check_initializer(
             "embeddings_initializer", embeddings_initializer

@@ -33,6 +33,7 @@ class _Normalization(Layer):
     """Shared parts: argument checks, gamma/beta, forward's affine step, backward, config."""
 
     axis: int = -1  # the feature axis, which gamma and beta run along
+    REGULARIZABLE = {"gamma_regularizer": ("gamma",), "beta_regularizer": ("beta",)}
 
     def __init__(
         self,
@@ -42,8 +43,13 @@ class _Normalization(Layer):
         *,
         input_shape: Shape | None = None,
         name: str | None = None,
+        gamma_regularizer: Any = None,
+        beta_regularizer: Any = None,
     ) -> None:
         self.epsilon = positive("epsilon", epsilon)  # keeps 1 / sqrt(var + epsilon) finite
+        self.set_regularizers(
+            gamma_regularizer=gamma_regularizer, beta_regularizer=beta_regularizer
+        )
         self.center, self.scale = flag("center", center), flag("scale", scale)
         super().__init__(input_shape=input_shape, name=name)
 
@@ -158,6 +164,7 @@ class BatchNormalization(_Normalization):
         *,
         input_shape: Shape | None = None,
         name: str | None = None,
+        **regularizers: Any,
     ) -> None:
         if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
             raise ValueError(f"Expected a non-batch axis (an int, not 0). Received: axis={axis!r}")
@@ -170,7 +177,7 @@ class BatchNormalization(_Normalization):
                 UserWarning,
                 stacklevel=2,
             )
-        super().__init__(epsilon, center, scale, input_shape=input_shape, name=name)
+        super().__init__(epsilon, center, scale, input_shape=input_shape, name=name, **regularizers)
 
     def build(self, input_shape: Shape) -> None:
         super().build(input_shape)
@@ -182,7 +189,7 @@ class BatchNormalization(_Normalization):
 
     def _normalize(self, x: Any, training: bool) -> tuple[Any, Any, tuple[int, ...] | None]:
         xp, bufs = namespace_of(x), self.bufs
-        if not training:  # the running statistics normalise
+        if not training or not self.trainable:  # the running statistics (frozen: Keras)
             inv_std = self._along(xp, 1.0 / xp.sqrt(bufs["running_var"] + self.epsilon))
             return (x - self._along(xp, bufs["running_mean"])) * inv_std, inv_std, None
         n = math.prod(x.shape[a] for a in self._axes)

@@ -54,6 +54,11 @@ class _RNN(Layer):
     accepts_mask: ClassVar[bool] = True
     takes_list: ClassVar[bool | None] = None  # one tensor, or a list [x, *initial states]
     skips_input_grad = True
+    REGULARIZABLE = {
+        "kernel_regularizer": ("weight",),
+        "recurrent_regularizer": ("recurrent_weight",),
+        "bias_regularizer": ("bias", "recurrent_bias"),
+    }
 
     def __init__(
         self,
@@ -68,8 +73,16 @@ class _RNN(Layer):
         seed: int | Generator | None = None,
         input_shape: Shape | None = None,
         name: str | None = None,
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
     ) -> None:
         self.units = positive_int("units", units)
+        self.set_regularizers(
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+        )
         self.return_sequences = flag("return_sequences", return_sequences)
         self.return_state = flag("return_state", return_state)
         self.go_backwards = flag("go_backwards", go_backwards)
@@ -320,13 +333,14 @@ class SimpleRNN(_RNN):
         seed: int | Generator | None = None,
         input_shape: Shape | None = None,
         name: str | None = None,
+        **regularizers: Any,
     ) -> None:
         self.activation, self._f, self._grad, self._saves_output = bind(activation)
         super().__init__(
             units, return_sequences=return_sequences, return_state=return_state,
             go_backwards=go_backwards, kernel_initializer=kernel_initializer,
             recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-            seed=seed, input_shape=input_shape, name=name,
+            seed=seed, input_shape=input_shape, name=name, **regularizers,
         )  # fmt: skip
 
     def step(self, xw: Any, hu: Any, states: list[Any]) -> tuple[list[Any], SimpleRNNStepCache]:
@@ -383,13 +397,14 @@ class LSTM(_RNN):
         seed: int | Generator | None = None,
         input_shape: Shape | None = None,
         name: str | None = None,
+        **regularizers: Any,
     ) -> None:
         self.unit_forget_bias = flag("unit_forget_bias", unit_forget_bias)
         super().__init__(
             units, return_sequences=return_sequences, return_state=return_state,
             go_backwards=go_backwards, kernel_initializer=kernel_initializer,
             recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-            seed=seed, input_shape=input_shape, name=name,
+            seed=seed, input_shape=input_shape, name=name, **regularizers,
         )  # fmt: skip
 
     def _bias(self, generator: Generator) -> Any:
@@ -529,6 +544,19 @@ class Bidirectional(Layer):
                 sub.build(input_shape)
         self.params = {p + k: v for p, sub in self._directions() for k, v in sub.params.items()}
         super().build(self.forward_layer.input_shape)
+
+    def penalties(self) -> tuple[Any, dict[str, Any]]:
+        """Both directions' regularizers (the wrapped layer's, copied to the backward one), on
+        this layer's current parameters."""
+        total: Any = 0.0
+        grads: dict[str, Any] = {}
+        for prefix, sub in self._directions():
+            sub.params = {k: self.params[prefix + k] for k in sub.params}
+            value, own = sub.penalties()
+            if own:
+                total = total + value
+                grads.update({prefix + k: g for k, g in own.items()})
+        return total, grads
 
     def _directions(self) -> list[tuple[str, _RNN]]:
         return [("forward.", self.forward_layer), ("backward.", self.backward_layer)]

@@ -45,6 +45,13 @@ Params = Mapping[str, Any]
 ACCUMULATOR, EMA = "accumulated_grad", "ema"  # the shared slots
 
 
+def trainable_parameters(model: Any) -> Params:
+    """``model.trainable_parameters()`` (frozen layers left out), or ``model.parameters()``
+    for a model without that method."""
+    find = getattr(model, "trainable_parameters", None)
+    return model.parameters() if find is None else find()
+
+
 class NonFiniteGradientError(FloatingPointError, ValueError):
     """A gradient holds NaN or inf (raised only with ``check_finite=True``)."""
 
@@ -350,6 +357,19 @@ class Optimizer(SerializationMixin, Hyper):
         """The learning rate of the next update."""
         return self.learning_rate_at(self.iterations // self._k)
 
+    def retarget(self, params: Params) -> None:
+        """Follow a change of the trained parameters (a layer frozen or unfrozen between
+        ``fit`` calls): slots of parameters still trained are kept, new ones start fresh, the
+        others are dropped; the step count stays. Nothing happens before the first step."""
+        state = self._state
+        if state is None or self._unchecked or state.keys() - {"step"} == params.keys():
+            return
+        fresh = self.init({name: p for name, p in params.items() if name not in state})
+        self._state = {"step": state["step"]} | {
+            name: state[name] if name in state else fresh[name] for name in params
+        }
+        self._flat = None
+
     def state_for(self, params: Params) -> dict[str, Any]:
         """The internal state :meth:`step` uses for ``params``: made on first use, checked
         against them when it was loaded before they were known."""
@@ -379,7 +399,11 @@ class Optimizer(SerializationMixin, Hyper):
         Many small arrays (NumPy, CuPy, torch) are updated as one (``fused.py``): the first step
         hands the model views of one flat buffer through ``set_parameters``.
         """
-        params = model.parameters()
+        params = trainable_parameters(model)
+        if not params:  # every layer frozen: nothing to update
+            return
+        if len(grads) != len(params):  # a frozen layer's gradients: not used
+            grads = {name: g for name, g in grads.items() if name in params}
         work = self._prepare(params, grads, self.state_for(params))
         # The internal slots are our own arrays (made by init, by update or copied on load):
         # writeable whenever the parameters are, so only the parameters need a look.

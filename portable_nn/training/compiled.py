@@ -47,8 +47,10 @@ class CompiledStep:
 
     def train(self, x: Any, y: Any, count: int, sums: dict[str, Any]) -> tuple[dict, Any]:
         model, opt = self.model, self.model.optimizer
-        params = model.parameters()
-        state = opt.state_for(params)
+        params, trained = model.parameters(), list(model.trainable_parameters())
+        if not trained:  # everything frozen: nothing to compile
+            return eager_step(model, x, y, count, sums)
+        state = opt.state_for({name: params[name] for name in trained})
         if self.order is None:
             self._record_draws(x)
             if self.order is None:  # a generator the model does not list: stay eager
@@ -61,11 +63,10 @@ class CompiledStep:
         slots = {name: value for name, value in state.items() if name != "step"}
         fn = self._compiled("train", count, self._train, donate=(0, 1, 2))
         sums = sums or self._zeros(fn, params, slots, c, keys, {}, x, y)
-        names = list(params)
         params, bufs, new, sums, loss = self._run(fn, params, slots, c, keys, sums, x, y)
         self._install(params, bufs)  # the step's outputs (also replaces any tracers)
         # JAX hands dicts back sorted by key: the state keeps the parameters' and slots' order
-        opt.record_step({n: {s: new[n][s] for s in slots[n]} for n in names})
+        opt.record_step({n: {s: new[n][s] for s in slots[n]} for n in trained})
         return self._ordered(sums), loss
 
     def test(self, x: Any, y: Any, count: int, sums: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +90,13 @@ class CompiledStep:
                 y_pred, caches = model.forward(x, training=True)
             loss, dy = model._loss_value_and_gradient(y, y_pred)
             _, grads = model.backward(dy, caches, input_grad=False)
-            new_params, new_slots = model.optimizer._apply_rule(params, grads, slots, c)
+            loss, grads = model._regularized(loss, grads)
+            # the trained parameters are the slots' (frozen layers' stay as they are); a new
+            # set (a layer frozen between fits) is a new pytree structure: JAX traces again
+            trained = {name: params[name] for name in slots}
+            grads = {name: grads[name] for name in slots}
+            new, new_slots = model.optimizer._apply_rule(trained, grads, slots, c)
+            new_params = {**params, **new}
             sums = add_sums(sums, batch_sums(model, loss, y_pred, y, count))
             return new_params, model.buffers(), new_slots, sums, loss
 

@@ -136,6 +136,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         train, val = self._fit_data(
             x, y, validation_data, split, batch_size, steps_per_epoch, validation_steps, weights
         )
+        self.optimizer.retarget(self.trainable_parameters())  # layers frozen since the last fit
         steps = train.steps(batch_size)
         params = dict(
             epochs=epochs, steps=steps, verbose=verbose, batch_size=batch_size, samples=train.n

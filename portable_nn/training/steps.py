@@ -172,12 +172,25 @@ class StepsMixin:
         y_pred, caches = self.forward(x, training=True)
         loss, dy = self._loss_value_and_gradient(y, y_pred)
         _, grads = self.backward(dy, caches, input_grad=False)
+        loss, grads = self._regularized(loss, grads)
         self.optimizer.step(self, grads)
         return loss, y_pred
 
     def _test_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
         y_pred = self.forward(x, training=False)[0]
-        return self._loss_value_and_gradient(y, y_pred, gradient=False), y_pred
+        loss = self._loss_value_and_gradient(y, y_pred, gradient=False)
+        return self._regularized(loss)[0], y_pred
+
+    def _regularized(self, loss: Any, grads: dict[str, Any] | None = None) -> tuple[Any, Any]:
+        """The layers' weight penalties added: ``loss + sum_i penalty_i(W_i)`` and
+        ``dL/dW_i + dpenalty_i/dW_i`` (Keras reports the loss with them, in training and
+        evaluation alike); unchanged without regularizers."""
+        penalty, extra = self.penalties()
+        if not extra:
+            return loss, grads
+        if grads is not None:
+            grads = {k: g + extra[k] if k in extra else g for k, g in grads.items()}
+        return loss + penalty, grads
 
     def _loss_value_and_gradient(self, y: Any, y_pred: Any, gradient: bool = True) -> Any:
         """``loss.value_and_gradient`` (or the value alone) without the per-call value checks
