@@ -569,3 +569,26 @@ def test_fit_reads_one_value_per_epoch(monkeypatch: pytest.MonkeyPatch, library:
     assert fit_reads <= 1 + 3, fit_reads
     assert evaluate_reads <= 2, evaluate_reads
     assert bar_reads <= 1 + 3 + 3 * 23, bar_reads  # 23 training batches an epoch
+
+
+def test_ignore_class_labels_pass_the_data_check(backend) -> None:
+    """A sparse loss's ``ignore_class`` (-1 here) passes fit's label check and those samples
+    count for nothing: one full-batch SGD step equals the step on the other samples alone (the
+    mean is over the kept samples, as Keras); without ignore_class -1 is refused."""
+    rng = np.random.default_rng(4)
+    x, labels = rng.standard_normal((12, 3)), rng.integers(0, 3, 12)
+    padded = labels.copy()
+    padded[::3] = -1
+    loss = pnn.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1)
+    runs = []
+    for xs, ys in ((x, padded), (x[padded != -1], labels[padded != -1])):
+        pnn.seed(0)
+        model = pnn.Sequential([Dense(3, seed=0)])
+        model.compile(loss=loss, optimizer=pnn.optimizers.SGD(0.1))
+        model.fit(xs, ys, epochs=1, batch_size=12, verbose=0, shuffle=False)
+        runs.append(np.asarray(pnn.to_numpy(model.parameters()["0.weight"])))
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5, atol=1e-7)
+    plain = pnn.Sequential([Dense(3)])
+    plain.compile(loss=pnn.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd")
+    with pytest.raises(ValueError, match="class label -1"):
+        plain.fit(x, padded, epochs=1, verbose=0)

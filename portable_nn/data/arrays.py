@@ -83,12 +83,17 @@ class ArrayData:
         return cls(*_put(x, y, backend), backend, resident=True)
 
     def value_checks(
-        self, classes: Any, what: str = "", rules: Any = None, finite: bool = True
+        self,
+        classes: Any,
+        what: str = "",
+        rules: Any = None,
+        finite: bool = True,
+        ignore: Any = None,
     ) -> list[Check]:
         """NaN/inf, label-range and input-rule checks of the whole data (host data checked in
         chunks); see :func:`~portable_nn.data.checks.value_checks`."""
         host = not self.resident
-        return value_checks(self.x, self.y, classes, host, what, rules, finite)
+        return value_checks(self.x, self.y, classes, host, what, rules, finite, ignore)
 
     def split(self, fraction: float) -> tuple[ArrayData, ArrayData]:
         """The first ``1 - fraction`` of the samples and the LAST ``fraction`` (Keras's rule:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from portable_nn.backend import has_dtype
+from portable_nn.backend import has_dtype, namespace_of
 from portable_nn.validation import Check, all_finite, all_non_negative, labels_in_range
 
 CHECK_CHUNK_BYTES = 64 << 20
@@ -146,10 +146,12 @@ def value_checks(
     what: str = "",
     rules: list[InputRule] | None = None,
     finite: bool = True,
+    ignore: Any = None,
 ) -> list[Check]:
     """Lazy checks: x finite (unless ``finite=False``: ``predict``) and its rule's checks; y
-    finite (floats) or in ``[0, classes)`` (integer labels). Lists of arrays are checked one by
-    one (``classes``: then one count per output, ``rules`` one per input)."""
+    finite (floats) or in ``[0, classes)`` (integer labels; a label equal to ``ignore``, a
+    sparse loss's ``ignore_class``, passes). Lists of arrays are checked one by one
+    (``classes`` and ``ignore``: then one per output, ``rules`` one per input)."""
     prefix = f"{what} " if what else ""
     found = [
         c
@@ -159,13 +161,17 @@ def value_checks(
         for c in check(prefix + name, part)
     ]
     counts = classes if isinstance(classes, list) else [classes]
+    ignored = ignore if isinstance(ignore, list) else [ignore] * len(counts)
     y, w = unweighted(y)
     if w is not None:
         found += all_finite(prefix + "sample_weight", w) + all_non_negative(
             prefix + "sample_weight", w
         )
-    for (name, t), k in zip(named("y", y) if y is not None else [], counts):
+    for (name, t), k, skip in zip(named("y", y) if y is not None else [], counts, ignored):
         if is_labels(t, k):  # targets are small next to features: checked whole
+            if skip is not None:  # the ignored class counts as label 0 here
+                xp = namespace_of(t)
+                t = xp.where(t == skip, xp.zeros_like(t), t)
             found += labels_in_range(prefix + name, t, k)
         else:
             found += all_finite(prefix + name, t)

@@ -51,6 +51,7 @@ class BatchStream:
         self.targets: Callable[[Any], Any] = _host_numpy
         self.weights: Callable[[Any], Any] = _host_numpy  # a batch's sample weights
         self.classes: Any = 0
+        self.ignore: Any = None  # a sparse loss's ignore_class (per output)
         self.rules: Any = None  # the model's InputRules (dtype kind, value checks per input)
         self.what = ""
 
@@ -65,10 +66,12 @@ class BatchStream:
         """Samples are not known in advance."""
         return None
 
-    def value_checks(self, classes: Any, what: str = "", rules: Any = None) -> list[Any]:
-        """Nothing to check up front: each host batch is checked as it arrives (``classes``
-        and ``rules`` are kept for its checks)."""
-        self.classes, self.what = classes, what or self.what
+    def value_checks(
+        self, classes: Any, what: str = "", rules: Any = None, ignore: Any = None
+    ) -> list[Any]:
+        """Nothing to check up front: each host batch is checked as it arrives (``classes``,
+        ``rules`` and ``ignore`` are kept for its checks)."""
+        self.classes, self.what, self.ignore = classes, what or self.what, ignore
         self.rules = rules or self.rules
         return []
 
@@ -130,7 +133,10 @@ class BatchStream:
         check_shapes(xb, yb, self.what, self.rules)
         arrays = as_list(xb) + ([] if yb is None else as_list(yb))
         if all(_is_host(a) for a in arrays):  # free on the host: no device sync
-            run_checks(value_checks(xb, yb, self.classes, True, self.what, self.rules))
+            checks = value_checks(
+                xb, yb, self.classes, True, self.what, self.rules, ignore=self.ignore
+            )
+            run_checks(checks)
         xb, yb = _put(xb, yb, self.backend, asynchronous=not self.backend.is_cpu)
         return xb, yb, int(first(xb).shape[0])
 

@@ -340,10 +340,11 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         whole data, one read-back for everything; then the dry run of each."""
         shapes = self.compute_output_shape(self.input_shape)
         classes = each(lambda shape: int(shape[-1]), shapes)
+        ignore = each(lambda loss: getattr(loss, "ignore_class", None), self.loss)
         rules, found = self.input_rules(), []
         for data, what in zip(datasets, ("", "validation")):
             if data is not None:
-                found += data.value_checks(classes, what, rules)
+                found += data.value_checks(classes, what, rules, ignore=ignore)
         validation.run_checks(found)
         for data in datasets:
             if data is not None:
