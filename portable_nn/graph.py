@@ -353,9 +353,9 @@ class Model(_Container):
         for node, c in zip(reversed(self._nodes), reversed(cache.caches)):
             d = [take(t) for t in node.outputs] if node.many else take(node.outputs[0])
             if not input_grad and id(node) in self._skip_dx:
-                _, layer_grads = node.layer.backward(d, c, input_grad=False)
+                _, layer_grads = node.layer.backward_from(d, c, input_grad=False)
             else:
-                dx, layer_grads = node.layer.backward(d, c)
+                dx, layer_grads = node.layer.backward_from(d, c)
                 for t, g in zip(node.args, [dx] if node.single else dx):
                     if g is not None:  # None: no gradient (integer indices)
                         add(t, g)  # dL/dt sums over the readers of t

@@ -343,12 +343,12 @@ class Sequential(_Container):
         layers = self.layers
         per_layer: list[Any] = [None] * len(layers)
         for i in range(len(layers) - 1, 0, -1):
-            dy, per_layer[i] = layers[i].backward(dy, caches[i])
+            dy, per_layer[i] = layers[i].backward_from(dy, caches[i])
         first = layers[0]
         if input_grad or not first.skips_input_grad:
-            dy, per_layer[0] = first.backward(dy, caches[0])
+            dy, per_layer[0] = first.backward_from(dy, caches[0])
         else:
-            dy, per_layer[0] = first.backward(dy, caches[0], input_grad=False)
+            dy, per_layer[0] = first.backward_from(dy, caches[0], input_grad=False)
         grads = {}
         for prefix, layer_grads in zip(_prefixes(len(per_layer)), per_layer):
             for key, value in layer_grads.items():

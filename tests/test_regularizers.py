@@ -84,11 +84,12 @@ def test_evaluate_reports_the_penalty_and_compiled_equals_eager(backend) -> None
         pnn.seed(0)
         model = pnn.Sequential(
             [L.Dense(5, activation="tanh", kernel_regularizer="l2", bias_regularizer=R.L1(0.1)),
-             L.Dense(1, kernel_regularizer=R.L1L2(0.01, 0.02))]
+             L.Dense(1, kernel_regularizer=R.L1L2(0.01, 0.02), activity_regularizer="l2")]
         )  # fmt: skip
         model.compile(loss="mse", optimizer=pnn.optimizers.SGD(0.05), jit=jit)
         plain = float(host(model.loss(backend.asarray(y), model.predict(backend.asarray(x)))))
-        penalty = float(host(model.penalties()[0]))
+        output = host(model.predict(backend.asarray(x)))
+        penalty = float(host(model.penalties()[0])) + 0.01 * float((output**2).sum())
         assert penalty > 0.0
         np.testing.assert_allclose(
             model.evaluate(x, y, batch_size=12)["loss"], plain + penalty, 1e-5
@@ -155,3 +156,40 @@ def test_bad_arguments() -> None:
         L.Dense(2, kernel_regularizer=3.0)
     assert R.get("l1_l2") == R.L1L2() and R.get(None) is None
     assert R.get(R.serialize(R.L1L2(0.1, 0.2))) == R.L1L2(0.1, 0.2)
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_activity_regularizer_equals_torch_autograd(graph: bool) -> None:
+    """``Dense(5, tanh, activity_regularizer=L2(0.1))``: the loss gains ``0.1 * sum(h^2)`` of the
+    layer's output and backward adds its gradient to ``dy``; two SGD steps equal PyTorch
+    autograd of the same loss in float64 (Sequential and graph model)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((8, 4)), rng.standard_normal((8, 1))
+    with pnn.use_backend("numpy", dtype="float64"):
+        hidden = L.Dense(5, activation="tanh", activity_regularizer=R.L2(0.1), seed=0)
+        head = L.Dense(1, seed=1)
+        if graph:
+            inputs = pnn.Input((4,))
+            model = pnn.Model(inputs, head(hidden(inputs)))
+        else:
+            model = pnn.Sequential([hidden, head])
+        model.compile(loss="mse", optimizer=pnn.optimizers.SGD(0.1), jit=False)
+        model.build((None, 4))
+        start = [host(v).copy() for v in model.parameters().values()]
+        history = model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    w1, b1, w2, b2 = (torch.tensor(a, requires_grad=True) for a in start)
+    losses = []
+    for _ in range(2):
+        h = torch.tanh(torch.from_numpy(x) @ w1 + b1)
+        loss = ((h @ w2 + b2 - torch.from_numpy(y)) ** 2).mean() + 0.1 * (h**2).sum()
+        losses.append(float(loss))
+        grads = torch.autograd.grad(loss, [w1, b1, w2, b2])
+        with torch.no_grad():
+            for p, g in zip((w1, b1, w2, b2), grads):
+                p -= 0.1 * g
+    for found, expected in zip(model.parameters().values(), (w1, b1, w2, b2)):
+        np.testing.assert_allclose(host(found), expected.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-12)
+    configs = [layer["config"] for layer in model.get_config()["layers"]]
+    assert sum("activity_regularizer" in c for c in configs) == 1

@@ -78,9 +78,12 @@ class MultiHeadAttention(Layer):
         name: str | None = None,
         kernel_regularizer: Any = None,
         bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
     ) -> None:
         self.set_regularizers(
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
         )
         self.num_heads = positive_int("num_heads", num_heads)
         self.key_dim = positive_int("key_dim", key_dim)

@@ -48,10 +48,12 @@ or up front when ``input_shape`` is given, on the active backend's device and dt
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import re
-from typing import Any, ClassVar
+from collections.abc import Iterator
+from typing import Any, ClassVar, NamedTuple
 
 from portable_nn.backend import has_dtype, namespace_and_device
 from portable_nn.validation import (
@@ -116,6 +118,7 @@ class Layer:
     # constructor argument -> the parameters it regularizes (Dense: kernel_regularizer -> weight)
     REGULARIZABLE: ClassVar[dict[str, tuple[str, ...]]] = {}
     regularizers: dict[str, Any] = {}  # argument -> Regularizer, set by set_regularizers
+    activity_regularizer: Any = None  # a Regularizer of the layer's output (any layer)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -217,7 +220,23 @@ class Layer:
             y, cache = self.forward(x, training, mask=mask)  # type: ignore[call-arg]
         else:
             y, cache = self.forward(x, training)
+        if self.activity_regularizer is not None and _ACTIVITY:  # a training/test step runs
+            outputs = y if isinstance(y, list) else [y]
+            _ACTIVITY[-1].extend(self.activity_regularizer(o) for o in outputs)
+            cache = ActivityCache(cache, y)
         return y, cache, self.compute_mask(x, mask)
+
+    def backward_from(self, dy: Any, cache: Any, **options: Any) -> tuple[Any, dict[str, Any]]:
+        """:meth:`backward` of a container's step: a cache made with an activity regularizer
+        adds the penalty's gradient ``dR/dy`` to ``dy`` first."""
+        if isinstance(cache, ActivityCache):
+            reg, y = self.activity_regularizer, cache.y
+            if isinstance(y, list):
+                dy = [reg.gradient(o) if d is None else d + reg.gradient(o) for d, o in zip(dy, y)]
+            else:
+                dy = dy + reg.gradient(y)
+            cache = cache.cache
+        return self.backward(dy, cache, **options)
 
     def compute_mask(self, x: Any, mask: Any) -> Any:
         """The output's mask: the input's ``mask`` when ``keeps_mask``, else None."""
@@ -244,6 +263,7 @@ class Layer:
         :attr:`REGULARIZABLE` that are not None (constructors call it with theirs)."""
         from portable_nn import regularizers
 
+        self.activity_regularizer = regularizers.get(by_argument.pop("activity_regularizer", None))
         self.regularizers = {
             arg: regularizers.get(value) for arg, value in by_argument.items() if value is not None
         }
@@ -315,10 +335,12 @@ class Layer:
         config: dict[str, Any] = {"name": self.name}
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape[1:])
-        if self.regularizers:
+        if self.regularizers or self.activity_regularizer is not None:
             from portable_nn.regularizers import serialize
 
             config.update({arg: serialize(r) for arg, r in self.regularizers.items()})
+            if self.activity_regularizer is not None:
+                config["activity_regularizer"] = serialize(self.activity_regularizer)
         if not self.trainable:
             config["trainable"] = False
         return config
@@ -337,6 +359,28 @@ class Layer:
 
 
 _KIND_TEXT = {"real floating": "a real floating array", "integral": "an integer array (indices)"}
+
+
+class ActivityCache(NamedTuple):
+    """A layer's cache with its output ``y``, kept for its activity regularizer's gradient."""
+
+    cache: Any
+    y: Any
+
+
+_ACTIVITY: list[list[Any]] = []  # the open collectors of activity penalties (innermost last)
+
+
+@contextlib.contextmanager
+def activity_penalties() -> Iterator[list[Any]]:
+    """Collect the activity penalties ``R(y)`` of the layers run inside (0-d arrays, in call
+    order); outside such a block layers record nothing (a plain ``model(x)`` call)."""
+    found: list[Any] = []
+    _ACTIVITY.append(found)
+    try:
+        yield found
+    finally:
+        _ACTIVITY.pop()
 
 
 def check_entries(owner: str, own: dict[str, Any], values: dict[str, Any], what: str) -> None:
@@ -374,6 +418,8 @@ def layer_from_config(class_name: str, config: dict[str, Any]) -> Layer:
 
 __all__ = [
     "BUILTIN_LAYER_MODULES",
+    "ActivityCache",
+    "activity_penalties",
     "LAYER_REGISTRY",
     "Layer",
     "Shape",

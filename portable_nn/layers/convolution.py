@@ -77,10 +77,13 @@ class _Conv(Layer):
         name: str | None = None,
         kernel_regularizer: Any = None,
         bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
     ) -> None:
         rank = self.rank
         self.set_regularizers(
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
         )
         self.filters = positive_int("filters", filters)
         self.kernel_size = int_tuple("kernel_size", kernel_size, rank)

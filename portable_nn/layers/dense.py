@@ -59,10 +59,13 @@ class Dense(Layer):
         name: str | None = None,
         kernel_regularizer: Any = None,
         bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
     ) -> None:
         self.units = positive_int("units", units)
         self.set_regularizers(
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
         )
         self.activation, self._f, self._grad, self._saves_output = bind(activation)
         self.use_bias = flag("use_bias", use_bias)

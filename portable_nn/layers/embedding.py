@@ -95,9 +95,12 @@ class Embedding(Layer):
         seed: int | Generator | None = None,
         name: str | None = None,
         embeddings_regularizer: Any = None,
+        activity_regularizer: Any = None,
     ) -> None:
         self.input_dim = positive_int("input_dim", input_dim)
-        self.set_regularizers(embeddings_regularizer=embeddings_regularizer)
+        self.set_regularizers(
+            embeddings_regularizer=embeddings_regularizer, activity_regularizer=activity_regularizer
+        )
         self.output_dim = positive_int("output_dim", output_dim)
         self.embeddings_initializer = check_initializer(
             "embeddings_initializer", embeddings_initializer

@@ -76,12 +76,14 @@ class _RNN(Layer):
         kernel_regularizer: Any = None,
         recurrent_regularizer: Any = None,
         bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
     ) -> None:
         self.units = positive_int("units", units)
         self.set_regularizers(
             kernel_regularizer=kernel_regularizer,
             recurrent_regularizer=recurrent_regularizer,
             bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
         )
         self.return_sequences = flag("return_sequences", return_sequences)
         self.return_state = flag("return_state", return_state)

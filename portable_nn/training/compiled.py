@@ -25,6 +25,7 @@ from typing import Any
 
 from portable_nn.backend import Backend
 from portable_nn.data import Weighted, first
+from portable_nn.layers.base import activity_penalties
 from portable_nn.random import KeyFeed
 
 from .loop import WEIGHTS, add_sums, batch_sums
@@ -86,11 +87,11 @@ class CompiledStep:
         def step(params, bufs, slots, constants, keys, sums, x, y):  # type: ignore[no-untyped-def]
             self._install(params, bufs)
             c = tuple(constants[i] for i in range(constants.shape[0]))
-            with KeyFeed(keys):
+            with KeyFeed(keys), activity_penalties() as activity:
                 y_pred, caches = model.forward(x, training=True)
             loss, dy = model._loss_value_and_gradient(y, y_pred)
             _, grads = model.backward(dy, caches, input_grad=False)
-            loss, grads = model._regularized(loss, grads)
+            loss, grads = model._regularized(loss, grads, activity)
             # the trained parameters are the slots' (frozen layers' stay as they are); a new
             # set (a layer frozen between fits) is a new pytree structure: JAX traces again
             trained = {name: params[name] for name in slots}

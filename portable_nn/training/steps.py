@@ -10,6 +10,7 @@ from portable_nn import losses, optimizers
 from portable_nn import metrics as pnn_metrics
 from portable_nn.backend import device_scope
 from portable_nn.data import backend_of_model, each, first, unweighted
+from portable_nn.layers.base import activity_penalties
 from portable_nn.validation import choice, real_number
 
 from .compiled import CompiledStep, eager_step, eager_test
@@ -169,23 +170,30 @@ class StepsMixin:
         return compiled.predict
 
     def _train_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
-        y_pred, caches = self.forward(x, training=True)
+        with activity_penalties() as activity:
+            y_pred, caches = self.forward(x, training=True)
         loss, dy = self._loss_value_and_gradient(y, y_pred)
         _, grads = self.backward(dy, caches, input_grad=False)
-        loss, grads = self._regularized(loss, grads)
+        loss, grads = self._regularized(loss, grads, activity)
         self.optimizer.step(self, grads)
         return loss, y_pred
 
     def _test_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
-        y_pred = self.forward(x, training=False)[0]
+        with activity_penalties() as activity:
+            y_pred = self.forward(x, training=False)[0]
         loss = self._loss_value_and_gradient(y, y_pred, gradient=False)
-        return self._regularized(loss)[0], y_pred
+        return self._regularized(loss, None, activity)[0], y_pred
 
-    def _regularized(self, loss: Any, grads: dict[str, Any] | None = None) -> tuple[Any, Any]:
-        """The layers' weight penalties added: ``loss + sum_i penalty_i(W_i)`` and
-        ``dL/dW_i + dpenalty_i/dW_i`` (Keras reports the loss with them, in training and
-        evaluation alike); unchanged without regularizers."""
+    def _regularized(
+        self, loss: Any, grads: dict[str, Any] | None = None, activity: list[Any] = ()
+    ) -> tuple[Any, Any]:
+        """The penalties added (Keras reports the loss with them, in training and evaluation
+        alike): ``loss + sum_i R_i(W_i) + sum_j A_j(y_j)`` and ``dL/dW_i + dR_i/dW_i`` (the
+        activity penalties' gradients reach ``dy`` in backward: ``Layer.backward_from``);
+        unchanged without regularizers."""
         penalty, extra = self.penalties()
+        for value in activity:
+            loss = loss + value
         if not extra:
             return loss, grads
         if grads is not None:
