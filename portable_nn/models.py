@@ -337,18 +337,22 @@ class Sequential(_Container):
     ) -> tuple[Any, dict[str, Any]]:
         """Chain rule in reverse: returns ``(dL/dx, {"i.name": dL/dparam})``.
 
-        With ``input_grad=False`` dL/dx is not wanted (training): the first layer skips it when
-        it can (``skips_input_grad``) and ``None`` is returned in its place.
+        With ``input_grad=False`` dL/dx is not wanted (training): backpropagation stops at the
+        lowest layer with trainable weights (a frozen base gets no backward at all), which
+        skips its own dL/dx when it can (``skips_input_grad``); ``None`` is returned in place.
         """
         layers = self.layers
-        per_layer: list[Any] = [None] * len(layers)
-        for i in range(len(layers) - 1, 0, -1):
+        per_layer: list[Any] = [{}] * len(layers)
+        low = 0
+        if not input_grad:  # the layers below the lowest trainable one need no gradient
+            low = next((i for i, layer in enumerate(layers) if layer.trainable_parameters()), 0)
+        for i in range(len(layers) - 1, low, -1):
             dy, per_layer[i] = layers[i].backward_from(dy, caches[i])
-        first = layers[0]
+        first = layers[low]
         if input_grad or not first.skips_input_grad:
-            dy, per_layer[0] = first.backward_from(dy, caches[0])
+            dy, per_layer[low] = first.backward_from(dy, caches[low])
         else:
-            dy, per_layer[0] = first.backward_from(dy, caches[0], input_grad=False)
+            dy, per_layer[low] = first.backward_from(dy, caches[low], input_grad=False)
         grads = {}
         for prefix, layer_grads in zip(_prefixes(len(per_layer)), per_layer):
             for key, value in layer_grads.items():

@@ -125,3 +125,29 @@ def test_config_and_checkpoint_keep_trainable(backend, tmp_path) -> None:
     np.testing.assert_array_equal(snapshot(loaded)["0.weight"], snapshot(model)["0.weight"])
     with pytest.raises((TypeError, ValueError), match="trainable"):
         model.layers[0].trainable = "no"
+
+
+def test_training_backward_stops_at_the_frozen_base(backend, monkeypatch) -> None:
+    """A Sequential's training backward (``input_grad=False``) runs no backward below the
+    lowest trainable layer: a frozen base costs a forward only; with ``input_grad=True``
+    every layer runs and dL/dx comes back."""
+    model = pnn.Sequential([L.Dense(5), L.ReLU(), L.Dense(5), L.Dense(1)])
+    model.build((None, 4))
+    model.layers[0].trainable = model.layers[2].trainable = False
+    calls: list[str] = []
+    for layer in model.layers:
+        original = layer.backward
+
+        def counted(*args: Any, _name: str = layer.name, _f: Any = original, **kw: Any) -> Any:
+            calls.append(_name)
+            return _f(*args, **kw)
+
+        monkeypatch.setattr(layer, "backward", counted)
+    _, caches = model.forward(backend.asarray(X, "float32"), training=True)
+    dy = backend.asarray(np.ones((32, 1)), "float32")
+    dx, grads = model.backward(dy, caches, input_grad=False)
+    assert dx is None and sorted(grads) == ["3.bias", "3.weight"]
+    assert calls == [model.layers[3].name]
+    calls.clear()
+    dx, grads = model.backward(dy, caches)
+    assert len(calls) == 4 and tuple(dx.shape) == (32, 4) and len(grads) == 6
