@@ -556,3 +556,36 @@ def test_fit_lr_plateau_csv_checkpoint_and_nan(tmp_path) -> None:
         history = model.fit(x, y, epochs=5, batch_size=8, callbacks=[at_epoch_end], verbose=0)
         assert history.epoch == [0] and at_epoch_end.stopped_batch is None
         assert at_epoch_end.stopped_epoch == 0
+
+
+def test_swap_ema_weights_validates_with_the_average(backend) -> None:
+    """``SwapEMAWeights``: validation inside fit sees the optimizer's moving average, training
+    goes on with the raw weights (same training losses and final weights as without it), and
+    ``evaluate``/``predict`` with the callback use the average too."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 3)), rng.standard_normal((32, 1))
+    runs = []
+    for callbacks in ([], [pnn.callbacks.SwapEMAWeights()]):
+        pnn.seed(0)
+        model = pnn.Sequential([pnn.layers.Dense(4, activation="tanh"), pnn.layers.Dense(1)])
+        model.compile(loss="mse", optimizer=pnn.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5))
+        history = model.fit(
+            x, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
+            validation_data=(x, y), callbacks=callbacks,
+        )  # fmt: skip
+        runs.append((model, history.history))
+    (plain, h0), (swapped, h1) = runs
+    np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=1e-6)
+    assert not np.allclose(h1["val_loss"], h0["val_loss"], rtol=1e-4)
+    for name, value in plain.parameters().items():  # both end on the average (finalize)
+        np.testing.assert_allclose(
+            backend.to_numpy(swapped.parameters()[name]), backend.to_numpy(value), rtol=1e-6
+        )
+    swapped.train_step(backend.asarray(x, "float32"), backend.asarray(y, "float32"))
+    raw = {k: np.array(backend.to_numpy(v)) for k, v in swapped.parameters().items()}
+    callback = pnn.callbacks.SwapEMAWeights()
+    with_average = swapped.evaluate(x, y, callbacks=[callback])["loss"]
+    assert not callback.swapped
+    for name, value in swapped.parameters().items():  # swapped back afterwards
+        np.testing.assert_array_equal(np.array(backend.to_numpy(value)), raw[name])
+    assert with_average != swapped.evaluate(x, y)["loss"]

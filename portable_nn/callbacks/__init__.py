@@ -5,6 +5,7 @@ them: ``ProgressBar`` when it redraws, ``TerminateOnNaN`` every ``check_every`` 
 from .base import HOOKS, Callback, CallbackList
 from .checkpoint import ModelCheckpoint
 from .early_stopping import EarlyStopping
+from .ema import SwapEMAWeights
 from .history import CSVLogger, History
 from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from .progress import ProgbarLogger, ProgressBar, format_logs
@@ -23,6 +24,7 @@ __all__ = [
     "ProgbarLogger",
     "ProgressBar",
     "ReduceLROnPlateau",
+    "SwapEMAWeights",
     "TerminateOnNaN",
     "format_logs",
 ]
