@@ -8,11 +8,16 @@ step (``Layer.penalties``); ``fit``/``evaluate`` report the loss with the penalt
     L1(l1):        l1 * sum |w|            gradient l1 * sign(w)   (0 at w = 0)
     L2(l2):        l2 * sum w^2            gradient 2 * l2 * w
     L1L2(l1, l2):  the sum of both
+    OrthogonalRegularizer(factor, mode="rows"): factor * mean over pairs i < j of
+                   |n_i . n_j| for the L2-normalised rows n_i of a 2-D kernel (columns with
+                   mode="columns"), Keras's formula
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import array_api_compat
 
 from portable_nn.backend import namespace_of
 from portable_nn.validation import non_negative
@@ -90,8 +95,50 @@ class L2(L1L2):
         return {"l2": self.l2}
 
 
-_CLASSES = {cls.__name__: cls for cls in (L1, L2, L1L2)}
-_NAMES = {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2}
+class OrthogonalRegularizer(Regularizer):
+    """Keras's: ``factor * sum_{i<j} |n_i . n_j| / (k (k - 1) / 2)`` over the ``k`` rows ``n_i``
+    of ``W`` divided by their norms (``mode="columns"``: over the columns).
+
+    Gradient, with ``M = N N^T`` and ``G = c * sign(M)`` off the diagonal (0 on it, ``c`` the
+    factor over the number of pairs, halved as each pair appears twice in ``M``): ``dN = 2 G N``
+    and through the normalisation ``dW = (dN - N * rowsum(dN * N)) / ||w_row||``."""
+
+    def __init__(self, factor: float = 0.01, mode: str = "rows") -> None:
+        from portable_nn.validation import choice
+
+        self.factor = non_negative("factor", factor)
+        self.mode = choice("mode", mode, ("rows", "columns"))
+
+    def _rows(self, w: Array) -> tuple[Any, Array, Array, float]:
+        xp = namespace_of(w)
+        if w.ndim != 2:
+            raise ValueError(f"OrthogonalRegularizer needs a 2-D kernel; got shape {w.shape}")
+        rows = w if self.mode == "rows" else w.T
+        norm = xp.sqrt(xp.clip(xp.sum(rows * rows, axis=1, keepdims=True), min=1e-12))
+        k = rows.shape[0]
+        return xp, rows / norm, norm, self.factor * 0.5 / max(k * (k - 1) / 2.0, 1.0)
+
+    def _off_diagonal(self, xp: Any, m: Array) -> Array:
+        eye = xp.eye(m.shape[0], dtype=m.dtype, device=array_api_compat.device(m))
+        return m * (1.0 - eye)
+
+    def __call__(self, w: Array) -> Array:
+        xp, n, _, c = self._rows(w)
+        return xp.asarray(c * xp.sum(xp.abs(self._off_diagonal(xp, n @ n.T))))
+
+    def gradient(self, w: Array) -> Array:
+        xp, n, norm, c = self._rows(w)
+        g = self._off_diagonal(xp, c * xp.sign(n @ n.T))
+        dn = 2.0 * (g @ n)
+        dw = (dn - n * xp.sum(dn * n, axis=1, keepdims=True)) / norm
+        return dw if self.mode == "rows" else dw.T
+
+    def get_config(self) -> dict[str, Any]:
+        return {"factor": self.factor, "mode": self.mode}
+
+
+_CLASSES = {cls.__name__: cls for cls in (L1, L2, L1L2, OrthogonalRegularizer)}
+_NAMES = {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2, "orthogonal": OrthogonalRegularizer}
 
 
 def get(identifier: Any) -> Regularizer | None:
@@ -116,4 +163,4 @@ def serialize(regularizer: Regularizer) -> dict[str, Any]:
     return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
 
 
-__all__ = ["L1", "L1L2", "L2", "Regularizer", "get", "serialize"]
+__all__ = ["L1", "L1L2", "L2", "OrthogonalRegularizer", "Regularizer", "get", "serialize"]

@@ -67,7 +67,7 @@ def test_training_step_equals_torch_weight_decay() -> None:
     for _ in range(3):
         optimizer.zero_grad()
         loss = torch.nn.functional.mse_loss(linear(torch.from_numpy(x)), torch.from_numpy(y))
-        losses.append(float(loss) + l2 * float((linear.weight**2).sum()))
+        losses.append(float(loss) + l2 * float((linear.weight.detach() ** 2).sum()))
         loss.backward()
         optimizer.step()
     params = model.parameters()
@@ -193,3 +193,26 @@ def test_activity_regularizer_equals_torch_autograd(graph: bool) -> None:
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-12)
     configs = [layer["config"] for layer in model.get_config()["layers"]]
     assert sum("activity_regularizer" in c for c in configs) == 1
+
+
+@pytest.mark.parametrize("mode", ["rows", "columns"])
+def test_orthogonal_regularizer(backend, mode: str) -> None:
+    """Keras's formula (mean |cosine| over pairs of rows or columns, times the factor) and its
+    gradient against central differences in float64; rank-2 kernels only."""
+    w = np.random.default_rng(1).standard_normal((5, 3))
+    regularizer = R.OrthogonalRegularizer(0.3, mode)
+    rows = w if mode == "rows" else w.T
+    n = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    k = n.shape[0]
+    expected = 0.3 * np.abs(n @ n.T - np.eye(k)).sum() / 2 / (k * (k - 1) / 2)
+    ws = backend.asarray(w, "float64")
+    np.testing.assert_allclose(float(host(regularizer(ws))), expected, rtol=1e-12)
+    check = pnn.gradcheck(
+        lambda v: regularizer(v), ws, backward=lambda dy, v: dy * regularizer.gradient(v)
+    )
+    assert check.ok, check.report()
+    assert R.get(R.serialize(regularizer)) == regularizer and R.get("orthogonal").mode == "rows"
+    with pytest.raises(ValueError, match="2-D kernel"):
+        regularizer(backend.asarray(np.ones((2, 2, 2)), "float64"))
+    with pytest.raises(ValueError, match="mode"):
+        R.OrthogonalRegularizer(mode="diagonal")
