@@ -67,7 +67,7 @@ def test_training_step_equals_torch_weight_decay() -> None:
     for _ in range(3):
         optimizer.zero_grad()
         loss = torch.nn.functional.mse_loss(linear(torch.from_numpy(x)), torch.from_numpy(y))
-        losses.append(float(loss) + l2 * float((linear.weight.detach() ** 2).sum()))
+        losses.append(float(loss.detach()) + l2 * float((linear.weight.detach() ** 2).sum()))
         loss.backward()
         optimizer.step()
     params = model.parameters()
