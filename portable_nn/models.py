@@ -29,6 +29,7 @@ from portable_nn.layers.base import (
     Shape,
     check_entries,
     format_shape,
+    gathered_penalties,
     layer_from_config,
     unique_name,
 )
@@ -97,14 +98,7 @@ class _Container(TrainingMixin, Layer):
 
     def penalties(self) -> tuple[Any, dict[str, Any]]:
         """Every layer's regularization penalties, summed, and their gradients by dotted name."""
-        total: Any = 0.0
-        grads: dict[str, Any] = {}
-        for prefix, layer in self._prefixed():
-            value, own = layer.penalties()
-            if own:
-                total = total + value
-                grads.update({prefix + key: g for key, g in own.items()})
-        return total, grads
+        return gathered_penalties(self._prefixed())
 
     @Layer.trainable.setter  # type: ignore[attr-defined]
     def trainable(self, value: bool) -> None:

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from portable_nn.backend import Backend, is_array, use_backend
+from portable_nn.optimizers.base import trainable_parameters
 
 from .tensors import Reader, reraise, short
 
@@ -118,13 +119,7 @@ def load_optimizer_state(
     state = {**scalars, **{k: reader.read(OPTIMIZER + k, allow_nonfinite) for k in keys}}
     if set(state) != {"step"} or state["step"] != 0:
         with reraise("the optimizer state does not fit"):
-            model.optimizer.load_state_dict(state, params=_trainable(model))
-
-
-def _trainable(model: Any) -> dict[str, Any]:
-    """The parameters the optimizer keeps slots for (a frozen layer's have none)."""
-    find = getattr(model, "trainable_parameters", None)
-    return model.parameters() if find is None else find()
+            model.optimizer.load_state_dict(state, params=trainable_parameters(model))
 
 
 def restore_training(model: Any, training: dict[str, Any]) -> None:

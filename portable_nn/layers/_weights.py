@@ -15,6 +15,7 @@ from typing import Any
 
 from portable_nn import init
 from portable_nn.backend import get_backend
+from portable_nn.random import Generator
 
 _budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("budget", default=None)
 
@@ -26,6 +27,18 @@ def check_initializer(name: str, initializer: Any) -> Any:
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
     return initializer
+
+
+def check_seed(seed: Any) -> Any:
+    """``seed`` (an int, a ``pnn.random.Generator`` or None) as given, else ``TypeError``."""
+    if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
+    return seed
+
+
+def initializer_name(initializer: Any) -> Any:
+    """An initializer for a config: its name (a callable's ``__name__``)."""
+    return initializer if isinstance(initializer, str) else getattr(initializer, "__name__", None)
 
 
 @contextlib.contextmanager

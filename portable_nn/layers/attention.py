@@ -12,9 +12,8 @@ from portable_nn.functional.softmax import softmax, softmax_grad_from_output
 from portable_nn.random import Generator, get_generator
 from portable_nn.validation import flag, format_shape, fraction, positive_int
 
-from ._weights import check_initializer, make_weight
+from ._weights import check_initializer, check_seed, initializer_name, make_weight
 from .base import Layer, Shape, is_symbolic
-from .dense import _initializer_name
 
 ROLES = ("query", "key", "value")  # the projections, in the order of their parameters
 
@@ -92,8 +91,7 @@ class MultiHeadAttention(Layer):
         self.use_causal_mask = flag("use_causal_mask", use_causal_mask)
         self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
         self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
-        if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
+        check_seed(seed)
         self.seed = seed if isinstance(seed, int) else None
         self._init_seed = seed  # weights: like Dense (None: the global generator at build)
         self.generator = get_generator(
@@ -317,8 +315,8 @@ class MultiHeadAttention(Layer):
             "dropout": self.dropout,
             "use_bias": self.use_bias,
             "use_causal_mask": self.use_causal_mask,
-            "kernel_initializer": _initializer_name(self.kernel_initializer),
-            "bias_initializer": _initializer_name(self.bias_initializer),
+            "kernel_initializer": initializer_name(self.kernel_initializer),
+            "bias_initializer": initializer_name(self.bias_initializer),
             "seed": self.seed,
         }
 

@@ -52,7 +52,7 @@ import contextlib
 import importlib
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
 from portable_nn.backend import has_dtype, namespace_and_device
@@ -270,7 +270,7 @@ class Layer:
 
     def penalties(self) -> tuple[Any, dict[str, Any]]:
         """``(sum of the penalties, {parameter: penalty gradient})`` of this layer's
-        regularizers, ``(0.0, {})`` without any."""
+        regularizers, ``(0.0, {})`` without any (containers: :func:`gathered_penalties`)."""
         total: Any = 0.0
         grads: dict[str, Any] = {}
         for arg, regularizer in self.regularizers.items():
@@ -361,6 +361,19 @@ class Layer:
 _KIND_TEXT = {"real floating": "a real floating array", "integral": "an integer array (indices)"}
 
 
+def gathered_penalties(children: Iterable[tuple[str, Layer]]) -> tuple[Any, dict[str, Any]]:
+    """The penalties of ``(prefix, layer)`` children: their sum and their gradients under
+    ``prefix + name`` (what containers and wrappers report as their own)."""
+    total: Any = 0.0
+    grads: dict[str, Any] = {}
+    for prefix, layer in children:
+        value, own = layer.penalties()
+        if own:
+            total = total + value
+            grads.update({prefix + key: g for key, g in own.items()})
+    return total, grads
+
+
 class ActivityCache(NamedTuple):
     """A layer's cache with its output ``y``, kept for its activity regularizer's gradient."""
 
@@ -425,6 +438,7 @@ __all__ = [
     "Shape",
     "Symbolic",
     "check_entries",
+    "gathered_penalties",
     "default_name",
     "format_shape",
     "is_symbolic",

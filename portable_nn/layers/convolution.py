@@ -22,10 +22,9 @@ from portable_nn.random import Generator, get_generator
 from portable_nn.validation import choice, flag, format_shape, int_tuple, positive_int
 
 from ._spatial import LAYOUTS, data_format_arg
-from ._weights import check_initializer, make_weight
+from ._weights import check_initializer, check_seed, initializer_name, make_weight
 from .activation import bind
 from .base import Layer, Shape
-from .dense import _initializer_name
 
 Ints = tuple[int, ...]
 
@@ -103,8 +102,7 @@ class _Conv(Layer):
         self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
         self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
         self.data_format = data_format_arg(data_format)
-        if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
+        check_seed(seed)
         self.seed = seed
         lift = (1,) * (2 - rank)  # Conv1D: a size-1 height axis
         pad = self.padding if isinstance(self.padding, str) else (0,) * (2 - rank) + self.padding
@@ -236,8 +234,8 @@ class _Conv(Layer):
             "groups": self.groups,
             "activation": None if self.activation == "linear" else self.activation,
             "use_bias": self.use_bias,
-            "kernel_initializer": _initializer_name(self.kernel_initializer),
-            "bias_initializer": _initializer_name(self.bias_initializer),
+            "kernel_initializer": initializer_name(self.kernel_initializer),
+            "bias_initializer": initializer_name(self.bias_initializer),
             "data_format": self.data_format,
             "seed": self.seed if isinstance(self.seed, int) else None,
         }

@@ -8,7 +8,7 @@ from portable_nn.backend import namespace_of
 from portable_nn.random import Generator, get_generator
 from portable_nn.validation import flag, positive_int
 
-from ._weights import check_initializer, make_weight
+from ._weights import check_initializer, check_seed, initializer_name, make_weight
 from .activation import bind
 from .base import Layer, Shape
 
@@ -71,8 +71,7 @@ class Dense(Layer):
         self.use_bias = flag("use_bias", use_bias)
         self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
         self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
-        if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
+        check_seed(seed)
         self.seed = seed
         if input_dim is not None:
             if input_shape is not None:
@@ -140,14 +139,10 @@ class Dense(Layer):
             "units": self.units,
             "activation": None if self.activation == "linear" else self.activation,
             "use_bias": self.use_bias,
-            "kernel_initializer": _initializer_name(self.kernel_initializer),
-            "bias_initializer": _initializer_name(self.bias_initializer),
+            "kernel_initializer": initializer_name(self.kernel_initializer),
+            "bias_initializer": initializer_name(self.bias_initializer),
             "seed": self.seed if isinstance(self.seed, int) else None,
         }
-
-
-def _initializer_name(initializer: Any) -> Any:
-    return initializer if isinstance(initializer, str) else getattr(initializer, "__name__", None)
 
 
 __all__ = ["Dense", "DenseCache"]

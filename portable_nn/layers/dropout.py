@@ -10,6 +10,7 @@ from portable_nn.backend import namespace_of
 from portable_nn.random import Generator, get_generator
 from portable_nn.validation import fraction
 
+from ._weights import check_seed
 from .base import Layer, Shape
 
 
@@ -50,8 +51,7 @@ class Dropout(Layer):
         name: str | None = None,
     ) -> None:
         self.rate = fraction("rate", rate)
-        if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
+        check_seed(seed)
         self.seed = seed if isinstance(seed, int) else None
         if seed is None:
             seed = get_generator(None).host.integers(2**62)

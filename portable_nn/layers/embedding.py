@@ -21,9 +21,8 @@ from portable_nn.backend.native import scatter_add
 from portable_nn.random import Generator, get_generator
 from portable_nn.validation import Check, flag, format_shape, positive_int
 
-from ._weights import check_initializer, make_weight
+from ._weights import check_initializer, check_seed, initializer_name, make_weight
 from .base import Layer, Shape
-from .dense import _initializer_name
 
 
 def one_hot_rows(indices: Any, values: Any, n: int) -> Any:
@@ -106,7 +105,7 @@ class Embedding(Layer):
             "embeddings_initializer", embeddings_initializer
         )
         self.mask_zero = flag("mask_zero", mask_zero)
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         super().__init__(input_shape=input_shape, name=name)
 
     def build(self, input_shape: Shape) -> None:
@@ -165,7 +164,7 @@ class Embedding(Layer):
             **super().get_config(),
             "input_dim": self.input_dim,
             "output_dim": self.output_dim,
-            "embeddings_initializer": _initializer_name(self.embeddings_initializer),
+            "embeddings_initializer": initializer_name(self.embeddings_initializer),
             "mask_zero": self.mask_zero,
             "seed": self.seed if isinstance(self.seed, int) else None,
         }
@@ -205,7 +204,7 @@ class PositionEmbedding(Layer):
     ) -> None:
         self.max_length = positive_int("max_length", max_length)
         self.initializer = check_initializer("initializer", initializer)
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         super().__init__(input_shape=input_shape, name=name)
 
     def build(self, input_shape: Shape) -> None:
@@ -250,15 +249,9 @@ class PositionEmbedding(Layer):
         return {
             **super().get_config(),
             "max_length": self.max_length,
-            "initializer": _initializer_name(self.initializer),
+            "initializer": initializer_name(self.initializer),
             "seed": self.seed if isinstance(self.seed, int) else None,
         }
-
-
-def _check_seed(seed: Any) -> Any:
-    if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
-    return seed
 
 
 __all__ = ["Embedding", "EmbeddingCache", "PositionEmbedding", "PositionEmbeddingCache"]

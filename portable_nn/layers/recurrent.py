@@ -28,9 +28,9 @@ from portable_nn.backend import has_dtype, namespace_and_device, namespace_of
 from portable_nn.random import Generator, get_generator
 from portable_nn.validation import choice, flag, format_shape, positive_int, require_shape
 
-from ._weights import check_initializer, make_weight
+from ._weights import check_initializer, check_seed, initializer_name, make_weight
 from .activation import bind
-from .base import Layer, Shape, layer_from_config
+from .base import Layer, Shape, gathered_penalties, layer_from_config
 
 _sig_grad, _tanh_grad = F.sigmoid_grad_from_output, F.tanh_grad_from_output
 
@@ -93,8 +93,7 @@ class _RNN(Layer):
             "recurrent_initializer", recurrent_initializer
         )
         self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
-        if seed is not None and not isinstance(seed, (int, Generator)) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, a Generator or None. Received: seed={seed!r}")
+        check_seed(seed)
         self.seed = seed
         super().__init__(input_shape=input_shape, name=name)
 
@@ -270,9 +269,9 @@ class _RNN(Layer):
             "return_sequences": self.return_sequences,
             "return_state": self.return_state,
             "go_backwards": self.go_backwards,
-            "kernel_initializer": _initializer_name(self.kernel_initializer),
-            "recurrent_initializer": _initializer_name(self.recurrent_initializer),
-            "bias_initializer": _initializer_name(self.bias_initializer),
+            "kernel_initializer": initializer_name(self.kernel_initializer),
+            "recurrent_initializer": initializer_name(self.recurrent_initializer),
+            "bias_initializer": initializer_name(self.bias_initializer),
             "seed": self.seed if isinstance(self.seed, int) else None,
         }
 
@@ -302,10 +301,6 @@ def _check_sequence(layer: Layer, x: Any) -> None:
             f"{layer.name}: input dtype {x.dtype} differs from the weights' dtype {first.dtype}; "
             "cast the input (pnn.asarray does) or change the backend dtype"
         )
-
-
-def _initializer_name(initializer: Any) -> Any:
-    return initializer if isinstance(initializer, str) else getattr(initializer, "__name__", None)
 
 
 class SimpleRNNStepCache(NamedTuple):
@@ -550,15 +545,9 @@ class Bidirectional(Layer):
     def penalties(self) -> tuple[Any, dict[str, Any]]:
         """Both directions' regularizers (the wrapped layer's, copied to the backward one), on
         this layer's current parameters."""
-        total: Any = 0.0
-        grads: dict[str, Any] = {}
         for prefix, sub in self._directions():
             sub.params = {k: self.params[prefix + k] for k in sub.params}
-            value, own = sub.penalties()
-            if own:
-                total = total + value
-                grads.update({prefix + k: g for k, g in own.items()})
-        return total, grads
+        return gathered_penalties(self._directions())
 
     def _directions(self) -> list[tuple[str, _RNN]]:
         return [("forward.", self.forward_layer), ("backward.", self.backward_layer)]

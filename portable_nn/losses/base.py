@@ -32,6 +32,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, ClassVar
 
+import array_api_compat
+import array_api_extra as xpx
+
 from portable_nn.backend import (
     has_dtype,
     integer_range,
@@ -264,11 +267,10 @@ class Loss:
         else:
             weights = w if self.reduction == "mean_with_sample_weight" else mask  # counted
             divisor = xp.sum(xp.broadcast_to(weights, values.shape))
-            positive = divisor > 0.0
-            scale = xp.where(positive, 1.0 / xp.where(positive, divisor, 1.0), 0.0)
+            scale = xpx.apply_where(divisor > 0.0, (divisor,), lambda d: 1.0 / d, fill_value=0.0)
         total = total * scale
         if type(total) is not type(values):  # NumPy reductions give scalars, not 0-d arrays
-            total = xp.asarray(total, dtype=values.dtype, device=values.device)
+            total = xp.asarray(total, dtype=values.dtype, device=array_api_compat.device(values))
         return total, scale if w is None else w * scale
 
 

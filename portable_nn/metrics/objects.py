@@ -8,8 +8,11 @@ running ``total = sum_n w_n v_n`` and ``count = sum_n w_n`` (``w = 1`` without w
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any, ClassVar
+
+import array_api_extra as xpx
 
 from portable_nn.backend import is_array, namespace_and_device, namespace_of
 from portable_nn.validation import positive_int, real_number
@@ -48,11 +51,9 @@ def sample_weights(sample_weight: Array, n: int, like: Array) -> Array:
 
 def _divide(total: Array, count: Array | float) -> Array:
     """``total / count``, 0 where ``count`` is 0 (Keras's ``divide_no_nan``)."""
-    xp = namespace_of(total)
     if not is_array(count):  # an unweighted sample count, > 0
-        return xp.asarray(total / count)  # NumPy: a 0-d array, not a scalar
-    safe = xp.where(count > 0.0, count, xp.ones_like(count))
-    return xp.where(count > 0.0, total / safe, xp.zeros_like(total))
+        return namespace_of(total).asarray(total / count)  # NumPy: a 0-d array, not a scalar
+    return xpx.apply_where(count > 0.0, (total, count), operator.truediv, fill_value=0.0)
 
 
 class Metric:

@@ -8,8 +8,11 @@ floats with ONE transfer (the values are stacked on the device first).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
+
+import array_api_extra as xpx
 
 from portable_nn.backend import namespace_of, read_scalars
 from portable_nn.data import ArrayData, unweighted
@@ -35,11 +38,10 @@ class Totals:
         logs = {prefix + "loss": sums.pop("loss") * scale} if "loss" in sums else {}
         if weights is None:
             return logs | {prefix + name: total * scale for name, total in sums.items()}
-        xp = namespace_of(weights)
-        safe = xp.where(weights > 0.0, weights, xp.ones_like(weights))
-        zero = xp.zeros_like(weights)
+        positive = weights > 0.0  # sum w / 0 gives 0 (Keras's divide_no_nan)
+        divide = operator.truediv
         return logs | {
-            prefix + name: xp.where(weights > 0.0, total / safe, zero)
+            prefix + name: xpx.apply_where(positive, (total, weights), divide, fill_value=0.0)
             for name, total in sums.items()
         }
 
