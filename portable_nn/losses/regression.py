@@ -11,7 +11,7 @@ import math
 from types import ModuleType
 from typing import Any
 
-from portable_nn.validation import positive
+from portable_nn.validation import flag, positive
 
 from .base import Array, Elements, _PerElement
 
@@ -79,11 +79,27 @@ class LogCosh(_PerElement):
 
 class Poisson(_PerElement):
     """``e = p - y log(p + eps)`` (Keras, ``eps = 1e-7``; PyTorch's ``poisson_nll_loss`` with
-    ``log_input=False``); ``de/dp = 1 - y / (p + eps)``. ``y_pred`` holds rates ``>= 0``."""
+    ``log_input=False``); ``de/dp = 1 - y / (p + eps)``. ``y_pred`` holds rates ``>= 0``.
+
+    ``log_input=True``: ``y_pred`` holds log-rates ``z`` (PyTorch's default): ``e = exp(z) - y z``,
+    ``de/dz = exp(z) - y``, exact for any finite ``z`` (no epsilon, no division).
+    """
 
     default_name = "poisson"
 
+    def __init__(
+        self, reduction: str = "mean", name: str | None = None, log_input: bool = False
+    ) -> None:
+        self.log_input = flag("log_input", log_input)
+        super().__init__(reduction=reduction, name=name)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "log_input": self.log_input}
+
     def _elements(self, xp: ModuleType, t: Array, p: Array) -> Elements:
+        if self.log_input:
+            rate = xp.exp(p)
+            return rate - t * p, lambda: rate - t
         shifted = p + POISSON_EPSILON
         return p - t * xp.log(shifted), lambda: 1.0 - t / shifted
 

@@ -32,6 +32,11 @@ class Adam(Optimizer):
         p <- p - (lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)) * m
                    / (sqrt(v) + epsilon * sqrt(1 - beta_2**t))
 
+    ``epsilon_hat=True`` adds ``epsilon`` to ``sqrt(v)`` without the bias correction (the
+    paper's "epsilon hat", section 2; Keras's, TensorFlow's and scikit-learn's form)::
+
+        p <- p - (lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)) * m / (sqrt(v) + epsilon)
+
     AMSGrad: Reddi et al. 2018, https://openreview.net/forum?id=ryQu7f-RZ, with torch's
     bias correction. Slots: ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq`` (amsgrad), as
     torch names them.
@@ -42,6 +47,7 @@ class Adam(Optimizer):
     beta_2: float = hyper(fraction, 0.999)
     epsilon: float = hyper(non_negative, 1e-8)
     amsgrad: bool = hyper(flag, False)
+    epsilon_hat: bool = hyper(flag, False)
     weight_decay: float = hyper(non_negative, 0.0)
 
     def _slots(self) -> tuple[str, ...]:
@@ -52,7 +58,7 @@ class Adam(Optimizer):
         b1, b2 = self.beta_1, self.beta_2
         bc2_sqrt = math.sqrt(1.0 - b2**step)  # bias corrections as Python floats
         step_size = lr * bc2_sqrt / (1.0 - b1**step)  # folded: see the class docstring
-        eps_hat = self.epsilon * bc2_sqrt
+        eps_hat = self.epsilon if self.epsilon_hat else self.epsilon * bc2_sqrt
         return (b1, 1.0 - b1, b2, 1.0 - b2, step_size, eps_hat)
 
     def _update(self, xp: Any, w: type[Pure], p: Any, g: Any, s: dict, c: tuple) -> Any:
