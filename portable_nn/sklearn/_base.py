@@ -9,6 +9,7 @@ from typing import Any
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.neural_network import MLPClassifier as _SklearnMLP
 from sklearn.utils import check_random_state
+from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -218,10 +219,14 @@ class BaseMLP(BaseEstimator):
         return Objective(self.out_activation_, self.n_outputs_, float(self.alpha))
 
     # -- prediction ------------------------------------------------------------------------------
-    def _forward(self, X: Any) -> tuple[Any, Placement]:
+    def _forward(self, X: Any, method: str) -> tuple[Any, Placement]:
         """The output activation of the network on ``X`` (checked as at fit), on the training
-        backend, and the placement whose ``outward`` returns results in ``X``'s namespace."""
+        backend, and the placement whose ``outward`` returns results in ``X``'s namespace.
+
+        Under ``sklearn.set_config(array_api_dispatch=True)`` ``X`` must come from the fit's
+        namespace and device (scikit-learn's rule); without it any array is taken."""
         check_is_fitted(self)
+        check_same_namespace(X, self, attribute="_first_coef", method=method)
         if is_device_array(X):
             X = check_device_input(X, self.n_features_in_, type(self).__name__)
         else:
@@ -233,6 +238,10 @@ class BaseMLP(BaseEstimator):
         placement = Placement(X if is_device_array(X) else None, backend)
         z = self._net.forward(placement.inward(X, dtype=backend.dtype), training=False)[0]
         return self._objective().link(z), placement
+
+    @property
+    def _first_coef(self) -> Any:
+        return self.coefs_[0]
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Accuracy (classifier) or R^2 (regressor) of ``predict(X)``, by scikit-learn's
@@ -267,6 +276,7 @@ class BaseMLP(BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        tags.array_api_support = True
         return tags
 
 

@@ -140,7 +140,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def predict(self, X: Any) -> Any:
         """The predicted classes (n_samples,), or the indicator matrix (n_samples, n_classes) of
         a multilabel model, in ``X``'s namespace."""
-        probabilities, placement = self._forward(X)
+        probabilities, placement = self._forward(X, "predict")
         return self._decode(probabilities, placement)
 
     def _decode(self, probabilities: Any, placement: Placement) -> Any:
@@ -160,16 +160,19 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities (n_samples, n_classes) in the order of ``classes_``."""
-        probabilities, placement = self._forward(X)
+        return self._probabilities(X, "predict_proba")
+
+    def predict_log_proba(self, X: Any) -> Any:
+        """``log(predict_proba(X))``."""
+        probabilities = self._probabilities(X, "predict_log_proba")
+        return namespace_of(probabilities).log(probabilities)
+
+    def _probabilities(self, X: Any, method: str) -> Any:
+        probabilities, placement = self._forward(X, method)
         if self.n_outputs_ == 1:
             xp = namespace_of(probabilities)
             probabilities = xp.concat([1.0 - probabilities, probabilities], axis=1)
         return placement.outward(probabilities)
-
-    def predict_log_proba(self, X: Any) -> Any:
-        """``log(predict_proba(X))``."""
-        probabilities = self.predict_proba(X)
-        return namespace_of(probabilities).log(probabilities)
 
     def _metric(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
         return float(accuracy_score(y_true, y_pred, sample_weight=sample_weight))

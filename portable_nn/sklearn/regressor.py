@@ -116,7 +116,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     def predict(self, X: Any) -> Any:
         """Predicted values (n_samples,), or (n_samples, n_outputs), in ``X``'s namespace."""
-        values, placement = self._forward(X)
+        values, placement = self._forward(X, "predict")
         return placement.outward(self._decode(values, placement))
 
     def _decode(self, values: Any, placement: Placement) -> Any:
