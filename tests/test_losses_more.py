@@ -16,6 +16,7 @@ from portable_nn.layers import Dense
 NEW = [
     "kld",
     "poisson",
+    "poisson-log",
     "logcosh",
     "cosine",
     "hinge",

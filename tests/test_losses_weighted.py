@@ -131,6 +131,9 @@ def _per_sample(case, t, p):
         "poisson": lambda: tf.poisson_nll_loss(
             p, t, log_input=False, full=False, eps=1e-7, reduction="none"
         ).mean(-1),
+        "poisson-log": lambda: tf.poisson_nll_loss(
+            p, t, log_input=True, full=False, reduction="none"
+        ).mean(-1),
         "logcosh": lambda: torch.log(torch.cosh(p - t)).mean(-1),
         "cosine": lambda: -tf.cosine_similarity(p, t, dim=-1),
         "hinge": lambda: torch.clamp(1.0 - t * p, min=0.0).mean(-1),
@@ -179,6 +182,7 @@ CASES = {  # id -> (loss factory(reduction), data maker)
     ),
     "kld": (lambda r: losses.KLDivergence(r), _distributions),
     "poisson": (lambda r: losses.Poisson(r), _counts),
+    "poisson-log": (lambda r: losses.Poisson(r, log_input=True), _counts),
     "logcosh": (lambda r: losses.LogCosh(r), _regression),
     "cosine": (lambda r: losses.CosineSimilarity(reduction=r), _vectors),
     "hinge": (lambda r: losses.Hinge(r), _signs),

@@ -75,6 +75,29 @@ def test_lion_matches_its_formula(backend, inplace):
     assert opt_mod.get("lion").get_config()["config"]["beta_2"] == 0.99  # Keras's defaults
 
 
+@pytest.mark.parametrize("inplace", [False, True], ids=["pure", "inplace"])
+def test_adam_epsilon_hat_matches_its_formula(backend, inplace):
+    """``epsilon_hat=True``: Keras's, TensorFlow's and scikit-learn's Adam, epsilon added to
+    ``sqrt(v)`` without bias correction; a large epsilon makes it differ from torch's form."""
+    lr, b1, b2, eps = 0.01, 0.8, 0.95, 0.5
+    p, _, _ = run(backend, opt_mod.Adam(lr, b1, b2, eps, epsilon_hat=True), inplace=inplace)
+    want, grads = problem()
+    m = {k: np.zeros(s) for k, s in SHAPES.items()}
+    v = {k: np.zeros(s) for k, s in SHAPES.items()}
+    for t, g in enumerate(grads, start=1):
+        rate = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+        for k in SHAPES:
+            m[k] = b1 * m[k] + (1 - b1) * g[k]
+            v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
+            want[k] = want[k] - rate * m[k] / (np.sqrt(v[k]) + eps)
+    for k in SHAPES:
+        np.testing.assert_allclose(backend.to_numpy(p[k]), want[k], rtol=1e-13, atol=1e-15)
+    torch_form, _, _ = run(backend, opt_mod.Adam(lr, b1, b2, eps), inplace=inplace)
+    assert not np.allclose(backend.to_numpy(torch_form["0.weight"]), want["0.weight"])
+    config = opt_mod.serialize(opt_mod.Adam(epsilon_hat=True))
+    assert opt_mod.deserialize(config).epsilon_hat is True
+
+
 # -- exclude_from_weight_decay -------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("make", "torch_name", "torch_kwargs"),
