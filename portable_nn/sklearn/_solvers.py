@@ -85,7 +85,7 @@ def fit_stochastic(est: Any, data: Any, incremental: bool) -> None:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going to be "
                 "clipped",
-                stacklevel=4,
+                stacklevel=5,
             )
         batch_size = min(max(est.batch_size, 1), n_samples)
     objective = est._objective()
@@ -120,10 +120,10 @@ def fit_stochastic(est: Any, data: Any, incremental: bool) -> None:
                     f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and the "
                     "optimization hasn't converged yet.",
                     ConvergenceWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
     except KeyboardInterrupt:
-        warnings.warn("Training interrupted by user.", stacklevel=4)
+        warnings.warn("Training interrupted by user.", stacklevel=5)
     if est.early_stopping:
         est._net.set_parameters(est._best_parameters)
 
