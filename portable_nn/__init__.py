@@ -38,6 +38,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "callbacks": ("portable_nn.callbacks", None),
     "History": ("portable_nn.callbacks", "History"),
     "io": ("portable_nn.io", None),
+    "distributed": ("portable_nn.distributed", None),
     "load_model": ("portable_nn.io", "load_model"),
     "save_model": ("portable_nn.io", "save_model"),
     "load_weights": ("portable_nn.io", "load_weights"),

@@ -57,12 +57,37 @@ def _mix_array(x: Any) -> Any:
     return x ^ _shift_right(x, 16)
 
 
-def hash_bits(n: int, key1: Any, key2: Any, xp: ModuleType, device: Any) -> Any:
-    """``n`` pseudo-random int32 words for keys ``(key1, key2)``, computed on ``device``. The keys
-    are Python ints, or int32 0-d arrays already in signed form (a compiled step's inputs)."""
-    index = xp.arange(n, dtype=xp.int32, device=device)
+def hash_bits(n: int, key1: Any, key2: Any, xp: ModuleType, device: Any, start: int = 0) -> Any:
+    """``n`` pseudo-random int32 words for keys ``(key1, key2)``, computed on ``device``: words
+    ``start .. start + n - 1`` of the draw. The keys are Python ints, or int32 0-d arrays
+    already in signed form (a compiled step's inputs)."""
+    index = xp.arange(start, start + n, dtype=xp.int32, device=device)
     k1, k2 = (_signed32(k) if isinstance(k, int) else k for k in (key1, key2))
     return _mix_array(_mix_array(index ^ k1) ^ k2)
+
+
+class RowOffset:
+    """Draws of a shard of a batch: while ``with RowOffset(rows):`` is active, a draw of shape
+    ``(batch, ...)`` takes the words its rows have in a draw over the whole batch, i.e. starting
+    at ``rows * (words per row)``. Data-parallel training sets it to the first row of each
+    process's shard, so every sample gets the Dropout mask it gets in one process."""
+
+    rows = 0
+
+    def __init__(self, rows: int) -> None:
+        self.value, self.saved = int(rows), 0
+
+    def __enter__(self) -> RowOffset:
+        self.saved, RowOffset.rows = RowOffset.rows, self.value
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        RowOffset.rows = self.saved
+
+
+def _start(shape: tuple[int, ...], n: int) -> int:
+    rows = RowOffset.rows
+    return rows * (n // int(shape[0])) if rows and shape and int(shape[0]) else 0
 
 
 class KeyFeed:
@@ -126,7 +151,8 @@ class Generator:
         n = 1
         for size in shape:
             n *= int(size)
-        bits = _shift_right(hash_bits(n, *self._next_keys(), xp=xp, device=device), 8)
+        keys, start = self._next_keys(), _start(shape, n)
+        bits = _shift_right(hash_bits(n, *keys, xp=xp, device=device, start=start), 8)
         return xp.reshape(xp.astype(bits, dtype) * (2.0**-24), tuple(shape))
 
     def bernoulli(self, shape: tuple[int, ...], keep: float, *, xp: ModuleType, device: Any) -> Any:
@@ -134,7 +160,8 @@ class Generator:
         n = 1
         for size in shape:
             n *= int(size)
-        bits = _shift_right(hash_bits(n, *self._next_keys(), xp=xp, device=device), 8)
+        keys, start = self._next_keys(), _start(shape, n)
+        bits = _shift_right(hash_bits(n, *keys, xp=xp, device=device, start=start), 8)
         return xp.reshape(bits < int(round(keep * 2**24)), tuple(shape))
 
     def get_state(self) -> dict[str, Any]:

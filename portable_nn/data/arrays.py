@@ -68,6 +68,7 @@ class ArrayData:
         self.x, self.y, self.backend = x, y, backend
         self.resident, self.prefetch = resident, prefetch
         self.n = int(first(x).shape[0])
+        self.part: Any = None  # data-parallel: .rows(start, stop) -> this process's rows
 
     @classmethod
     def from_inputs(cls, x: Any, y: Any, backend: Backend) -> ArrayData:
@@ -109,7 +110,9 @@ class ArrayData:
     def _rows(self, rows: slice) -> ArrayData:
         y = None if self.y is None else each(lambda a: a[rows, ...], self.y)
         x = each(lambda a: a[rows, ...], self.x)
-        return ArrayData(x, y, self.backend, self.resident, self.prefetch)
+        data = ArrayData(x, y, self.backend, self.resident, self.prefetch)
+        data.part = self.part
+        return data
 
     def order(self, generator: Generator, shuffle: bool) -> Any:
         """This epoch's sample order: ``None`` (as stored) or a permutation, placed like the
@@ -142,8 +145,10 @@ class ArrayData:
         """Batches where the data is stored (device or host)."""
         x, y, n = self.x, self.y, self.n
         take = _namespace_of(first(x)).take if self.resident and order is not None else None
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
+        for begin in range(0, n, batch_size):
+            start, stop = begin, min(begin + batch_size, n)
+            if self.part is not None:  # this process's share of the global batch
+                start, stop = self.part.rows(start, stop)
             # a slice; or device rows (take); or a host index (a memory map reads just those)
             rows = slice(start, stop) if order is None else order[start:stop]
             pick = functools.partial(_pick, rows=rows, take=take)

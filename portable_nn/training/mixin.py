@@ -78,6 +78,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         self.stop_training = False
         self.epoch = 0  # epochs completed (for exact resume: fit(..., initial_epoch=model.epoch))
         self.history: Any = None
+        self._parallel: Any = None  # distributed.parallel.DataParallel during fit(distributed)
 
     # -- fit ----------------------------------------------------------------------------------
     @on_model_device
@@ -98,6 +99,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         validation_steps: int | None = None,
         sample_weight: Any = None,
         class_weight: dict[int, float] | None = None,
+        distributed: bool = False,
     ) -> Any:
         """Train for ``epochs - initial_epoch`` epochs; returns the :class:`History`.
 
@@ -120,6 +122,11 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         ``validation_data`` may carry its own weights: ``(x_val, y_val, sample_weight_val)``;
         a generator may yield ``(x, y, sample_weight)`` batches. Weights are checked once with
         the data (finite, >= 0, one per sample).
+
+        ``distributed=True``: data-parallel training over the processes of an ``mpiexec`` or
+        ``torchrun`` job (:mod:`portable_nn.distributed`): every process passes the same
+        arrays; each trains on its shard of every global batch of ``batch_size`` samples and
+        the results equal one process's. Only rank 0 shows progress. One process: a plain fit.
         """
         self._require_compiled("fit")
         validation.non_negative_int("epochs", epochs)
@@ -133,9 +140,18 @@ class TrainingMixin(StepsMixin, RngStateMixin):
             if value is not None:
                 validation.positive_int(name, value)
         weights = (sample_weight, class_weight)
+        parallel = None
+        if distributed:
+            settings = dict(batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch)
+            from portable_nn.distributed.parallel import data_parallel  # its imports need ours
+
+            parallel = data_parallel(self, x, y, validation_data, settings)
+            verbose = verbose if parallel.engine.rank == 0 else 0
         train, val = self._fit_data(
             x, y, validation_data, split, batch_size, steps_per_epoch, validation_steps, weights
         )
+        if parallel is not None:
+            parallel.attach(train, val)
         self.optimizer.retarget(self.trainable_parameters())  # layers frozen since the last fit
         steps = train.steps(batch_size)
         params = dict(
@@ -146,6 +162,16 @@ class TrainingMixin(StepsMixin, RngStateMixin):
             self._reseed(seed)
         self.history = cbs.history
         self.stop_training = False
+        self._parallel = parallel
+        try:
+            return self._fit_epochs(train, val, batch_size, shuffle, cbs, initial_epoch, epochs)
+        finally:
+            self._parallel = None
+
+    def _fit_epochs(
+        self, train: Data, val: Data | None, batch_size: int, shuffle: bool, cbs: Any,
+        initial_epoch: int, epochs: int,
+    ) -> Any:  # fmt: skip
         cbs.on_train_begin(None)
         logs: dict[str, Any] = {}
         for epoch in range(initial_epoch, epochs):
@@ -175,17 +201,22 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         """Train on every batch, validate, then read all the epoch's logs back at once (None
         when a batch source had nothing left)."""
         order = train.order(self.generator, shuffle)
-        totals = loop.run_epoch(self, train, batch_size, order, cbs)
+        totals = self._summed(loop.run_epoch(self, train, batch_size, order, cbs))
         if totals.count == 0:
             return None
         logs = totals.means()
         if val is None:
             return loop.read_logs(logs)
         cbs.on_test_begin(None)
-        logs.update(loop.run_test(self, val, batch_size, cbs).means("val_"))
+        logs.update(self._summed(loop.run_test(self, val, batch_size, cbs)).means("val_"))
         logs = loop.read_logs(logs)  # the epoch's one sync
         cbs.on_test_end({k[4:]: v for k, v in logs.items() if k.startswith("val_")})
         return logs
+
+    def _summed(self, totals: loop.Totals) -> loop.Totals:
+        """The sums of every process of a distributed fit (one all-reduce), else as they are."""
+        parallel = getattr(self, "_parallel", None)
+        return totals if parallel is None else parallel.reduce(totals)
 
     def _fit_data(
         self,

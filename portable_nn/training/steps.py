@@ -153,7 +153,10 @@ class StepsMixin:
         return self._compiled_step
 
     def _step_function(self) -> Any:
-        """``step(x, y, count, sums) -> (sums, loss)``: compiled or eager."""
+        """``step(x, y, count, sums) -> (sums, loss)``: data-parallel, compiled or eager."""
+        parallel = getattr(self, "_parallel", None)
+        if parallel is not None:
+            return parallel.train
         compiled = self._compiled()
         return functools.partial(eager_step, self) if compiled is None else compiled.train
 

@@ -1,0 +1,217 @@
+"""Data-parallel ``fit``: every process holds the whole model and takes its shard of each
+global batch; gradients are summed across processes with one all-reduce per step.
+
+For a global batch of ``B`` samples on ``W`` processes, process ``k`` takes rows
+``[a_k, a_k + n_k)`` of it (``n_k`` = ``B // W``, one more for the first ``B % W``), computes
+its loss on them and starts the backward pass from ``dL_k/dy * n_k / B``: the sum over processes
+of the resulting gradients is the gradient of the mean loss over the whole batch, whatever the
+split (also the last, partial batch). Penalties (regularizers) are added after the sum, once.
+The gradients are all-reduced as flat buffers of about ``BUCKET_BYTES`` each (last layers
+first, non-blocking, then waited for together). Every process then applies the same optimizer
+update to the same parameters.
+
+Initial parameters, buffers and random generators are broadcast from rank 0; shuffling and
+Dropout masks come from those generators, and a Dropout mask is drawn for the rows of the whole
+batch (:class:`portable_nn.random.RowOffset`), so a run on ``W`` processes equals a run on one.
+BatchNormalization uses each process's batch statistics (as PyTorch's DDP);
+``SyncBatchNormalization`` uses the whole batch's. Loss and metric sums are added across
+processes once per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from portable_nn.backend import namespace_of
+from portable_nn.backend.collectives import Engine
+from portable_nn.layers.base import activity_penalties
+from portable_nn.random import RowOffset
+from portable_nn.training.loop import Totals, add_sums, batch_sums
+
+BUCKET_BYTES = 8 << 20  # gradients are all-reduced in buckets of about this size
+
+
+class Shard:
+    """This process's rows of each global batch (given to :class:`~portable_nn.data.ArrayData`
+    as ``part``); remembers the current batch's first row and length for the step."""
+
+    def __init__(self, rank: int, size: int) -> None:
+        self.rank, self.size = rank, size
+        self.first, self.total = 0, 0
+
+    def rows(self, start: int, stop: int) -> tuple[int, int]:
+        total = stop - start
+        base, extra = divmod(total, self.size)
+        first = self.rank * base + min(self.rank, extra)
+        self.first, self.total = first, total
+        return start + first, start + first + base + (self.rank < extra)
+
+
+class DataParallel:
+    """The distributed side of one ``fit`` (see the module docstring)."""
+
+    def __init__(self, model: Any, engine: Engine) -> None:
+        self.model, self.engine = model, engine
+        self.shard = Shard(engine.rank, engine.size)
+
+    # -- before the first step -----------------------------------------------------------------
+    def check_same_job(self, x: Any, y: Any, settings: dict[str, Any]) -> None:
+        """Every process must train the same model on the same data shapes with the same
+        settings: compared through one gather, ``ValueError`` on every process naming the rank
+        and what differs, before anything changes."""
+        mine = {
+            "model": json.dumps(self.model.get_config(), sort_keys=True, default=str),
+            "data": [_shapes(x), _shapes(y)],
+            **settings,
+        }
+        everyone = self.engine.allgather_object(mine)
+        for rank, theirs in enumerate(everyone):
+            for key in mine:
+                if theirs.get(key) != everyone[0].get(key):
+                    what = "model architecture" if key == "model" else key
+                    detail = "" if key == "model" else f": {everyone[0][key]} vs {theirs[key]}"
+                    raise ValueError(
+                        f"distributed fit: rank {rank}'s {what} differs from rank 0's{detail}; "
+                        "every process must build the same model and pass the same data"
+                    )
+
+    def broadcast_state(self) -> None:
+        """Rank 0's parameters, buffers and random generators on every process."""
+        model = self.model
+        for kind, arrays in (("params", model.parameters()), ("bufs", model.buffers())):
+            if arrays:
+                flat, split = _flatten(arrays)
+                values = split(self.engine.broadcast(flat))
+                if kind == "params":
+                    model.assign_parameters(values)
+                else:
+                    model.assign_buffers(values)
+        model.set_rng_state(self.engine.allgather_object(model.get_rng_state())[0])
+
+    def attach(self, train: Any, val: Any) -> None:
+        """Shard the prepared data (batches of arrays only), then start from rank 0's state."""
+        for data in (train, val):
+            if data is None:
+                continue
+            if not hasattr(data, "part"):
+                raise ValueError(
+                    "distributed fit needs arrays or memory maps (every process passes the "
+                    "same data and takes its shard), not a batch generator"
+                )
+            data.part, data.prefetch = self.shard, False  # the step reads the shard's rows
+        self.broadcast_state()
+
+    # -- every step ----------------------------------------------------------------------------
+    def train(self, x: Any, y: Any, count: int, sums: dict[str, Any]) -> tuple[dict, Any]:
+        """The data-parallel train step on this process's ``count`` rows of the batch."""
+        model, share = self.model, count / self.shard.total
+        with RowOffset(self.shard.first), activity_penalties() as activity:
+            y_pred, caches = model.forward(x, training=True)
+        if activity:
+            raise ValueError("distributed fit does not support activity_regularizer yet")
+        loss, dy = model._loss_value_and_gradient(y, y_pred)
+        dy = [d * share for d in dy] if isinstance(dy, list) else dy * share
+        grads = self._backward_and_reduce(dy, caches)
+        penalty, extra = model.penalties()
+        if extra:
+            # after the sum: every process adds the same dR/dW once
+            grads = {k: g + extra[k] if k in extra else g for k, g in grads.items()}
+            loss = loss + penalty
+        model.optimizer.step(model, grads)
+        return add_sums(sums, batch_sums(model, loss, y_pred, y, count)), loss
+
+    def _backward_and_reduce(self, dy: Any, caches: Any) -> dict[str, Any]:
+        """Backward, then the gradients summed over processes in buckets (in order, one flat
+        buffer each); a bucket's all-reduce starts when it is complete."""
+        model = self.model
+        _, grads = model.backward(dy, caches, input_grad=False)
+        trained = model.trainable_parameters()
+        names = [n for n in reversed(list(trained)) if n in grads]  # last layers first
+        pending, bucket, size = [], [], 0
+        for name in names:
+            bucket.append(name)
+            size += _nbytes(grads[name])
+            if size >= BUCKET_BYTES:
+                pending.append(self._start(bucket, grads))
+                bucket, size = [], 0
+        if bucket:
+            pending.append(self._start(bucket, grads))
+        summed = {}
+        for work, split in pending:
+            summed.update(split(work.wait()))
+        return summed
+
+    def _start(self, names: list[str], grads: dict[str, Any]) -> tuple[Any, Any]:
+        flat, split = _flatten({n: grads[n] for n in names})
+        return self.engine.iallreduce(flat), split
+
+    # -- every epoch ---------------------------------------------------------------------------
+    def reduce(self, totals: Totals) -> Totals:
+        """Loss and metric sums and the sample count added over processes: ONE all-reduce."""
+        keys = list(totals.sums)
+        if not keys:
+            return totals
+        first = totals.sums[keys[0]]
+        xp = namespace_of(first)
+        dtype = first.dtype
+        values = [xp.astype(xp.reshape(totals.sums[k], (1,)), dtype) for k in keys]
+        count = xp.asarray([float(totals.count)], dtype=dtype, device=first.device)
+        summed = self.engine.allreduce(xp.concat([*values, count]))
+        out = Totals()
+        out.sums = {k: summed[i] for i, k in enumerate(keys)}
+        out.count = int(round(float(summed[len(keys)])))
+        return out
+
+
+def data_parallel(model: Any, x: Any, y: Any, validation: Any, settings: dict) -> DataParallel:
+    """The :class:`DataParallel` of a ``fit(distributed=True)`` on the launcher's engine
+    (checked to run the same job on every process)."""
+    from portable_nn import distributed
+
+    parallel = DataParallel(model, distributed.init())
+    val_shapes = None if not isinstance(validation, (tuple, list)) else _shapes(list(validation))
+    parallel.check_same_job(x, y, {**settings, "validation": val_shapes})
+    return parallel
+
+
+def _shapes(data: Any) -> Any:
+    if data is None:
+        return None
+    if isinstance(data, dict):
+        return {k: _shapes(v) for k, v in sorted(data.items())}
+    if isinstance(data, (list, tuple)):
+        return [_shapes(v) for v in data]
+    shape = getattr(data, "shape", None)
+    return None if shape is None else [int(s) for s in shape]
+
+
+def _nbytes(array: Any) -> int:
+    size = 1
+    for d in array.shape:
+        size *= int(d)
+    return size * 8
+
+
+def _flatten(arrays: dict[str, Any]) -> tuple[Any, Any]:
+    """One flat array of ``arrays`` (in order) and the function splitting such an array back
+    into arrays of their names and shapes."""
+    first = next(iter(arrays.values()))
+    xp = namespace_of(first)
+    shapes = {k: tuple(a.shape) for k, a in arrays.items()}
+    flat = xp.concat([xp.reshape(a, (-1,)) for a in arrays.values()])
+
+    def split(values: Any) -> dict[str, Any]:
+        out, start = {}, 0
+        for name, shape in shapes.items():
+            size = 1
+            for d in shape:
+                size *= d
+            out[name] = xp.reshape(values[start : start + size], shape)
+            start += size
+        return out
+
+    return flat, split
+
+
+__all__ = ["DataParallel", "Shard"]
