@@ -133,14 +133,26 @@ class _Container(TrainingMixin, Layer):
         """Unchecked fast path of :meth:`set_parameters` (for arrays made from our own, e.g. by
         an optimizer update or a compiled step): rebinds ``layer.params[name]`` directly
         (``layer.bufs[name]`` with ``kind="bufs"``)."""
-        child = self._child
+        locate = self._locate
         for key, value in values.items():
-            head, _, rest = key.partition(".")
-            layer = child(head)
+            layer, name = locate(key)
+            getattr(layer, kind)[name] = value
+
+    def _locate(self, key: str) -> tuple[Layer, str]:
+        """``(layer, name)``: the layer (not a container) whose ``params`` or ``bufs`` hold the
+        array called ``key`` here, under ``name`` (``"1.0.weight"`` -> ``(dense, "weight")``)."""
+        head, _, rest = key.partition(".")
+        layer = self._child(head)
+        return layer._locate(rest) if isinstance(layer, _Container) else (layer, rest)
+
+    def _sublayers(self) -> list[Layer]:
+        """Every layer inside, depth first, nested containers and their layers included."""
+        found: list[Layer] = []
+        for _, layer in self._prefixed():
+            found.append(layer)
             if isinstance(layer, _Container):
-                layer.assign_parameters({rest: value}, kind)
-            else:
-                getattr(layer, kind)[rest] = value
+                found += layer._sublayers()
+        return found
 
     def assign_buffers(self, values: dict[str, Any]) -> None:
         """Unchecked: rebinds ``layer.bufs[name]`` (see :meth:`assign_parameters`)."""
@@ -195,16 +207,22 @@ class _Container(TrainingMixin, Layer):
 
     # -- files (thin wrappers over portable_nn.io, as Keras's model.save) ------------------------
     def save(self, path: Any, **kwargs: Any) -> None:
-        """``pnn.save_model(self, path, **kwargs)``: architecture, weights, training state."""
+        """``pnn.save_model(self, path, **kwargs)``: architecture, weights, training state.
+        In a data-parallel job only rank 0 writes (every rank holds the same state)."""
+        from portable_nn import distributed
         from portable_nn.io import save_model
 
-        save_model(self, path, **kwargs)
+        if distributed.is_main():
+            save_model(self, path, **kwargs)
 
     def save_weights(self, path: Any, **kwargs: Any) -> None:
-        """``pnn.io.save_weights(self, path, **kwargs)``: parameters and buffers only."""
+        """``pnn.io.save_weights(self, path, **kwargs)``: parameters and buffers only (rank 0
+        only in a data-parallel job)."""
+        from portable_nn import distributed
         from portable_nn.io import save_weights
 
-        save_weights(self, path, **kwargs)
+        if distributed.is_main():
+            save_weights(self, path, **kwargs)
 
     def load_weights(self, path: Any, **kwargs: Any) -> None:
         """``pnn.io.load_weights(self, path, **kwargs)`` into this built model."""

@@ -115,13 +115,17 @@ class _Normalization(Layer):
         # gamma * dy and means over ``axes``; over the parameters' axes (BatchNorm) they are the
         # sums above divided by n
         if axes == self._axes:
-            n = math.prod(shape[a] for a in axes)
-            mean_dy, mean_dyx = self._along(xp, dbeta / n), self._along(xp, dgamma / n)
+            sum_dy, sum_dyx, n = self._batch_sums(xp, dbeta, dgamma, shape)
+            mean_dy, mean_dyx = self._along(xp, sum_dy / n), self._along(xp, sum_dyx / n)
             return g_scale * (dy - mean_dy - xhat * mean_dyx), grads
         g = dy if gamma is None else dy * gamma
         mean_g = xp.mean(g, axis=axes, keepdims=True)
         mean_gx = xp.mean(g * xhat, axis=axes, keepdims=True)
         return inv_std * (g - mean_g - xhat * mean_gx), grads
+
+    def _batch_sums(self, xp: Any, dbeta: Any, dgamma: Any, shape: Any) -> tuple[Any, Any, int]:
+        """``(sum(dy), sum(dy * xhat), n)`` over the batch the statistics came from."""
+        return dbeta, dgamma, math.prod(shape[a] for a in self._axes)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -192,15 +196,7 @@ class BatchNormalization(_Normalization):
         if not training or not self.trainable:  # the running statistics (frozen: Keras)
             inv_std = self._along(xp, 1.0 / xp.sqrt(bufs["running_var"] + self.epsilon))
             return (x - self._along(xp, bufs["running_mean"])) * inv_std, inv_std, None
-        n = math.prod(x.shape[a] for a in self._axes)
-        if n < 2:
-            raise ValueError(
-                f"{self.name}: training needs more than one value per feature to estimate a "
-                f"variance; received input of shape {tuple(x.shape)}"
-            )
-        mean = self._sums(xp, x) * (1.0 / n)
-        xc = x - self._along(xp, mean)
-        var = self._sums(xp, xc * xc) * (1.0 / n)  # biased: normalises the batch
+        xc, mean, var, n = self._statistics(xp, x)
         m = self.momentum
         new_mean = (1.0 - m) * bufs["running_mean"] + m * mean
         new_var = (1.0 - m) * bufs["running_var"] + (m * n / (n - 1)) * var  # unbiased
@@ -210,8 +206,65 @@ class BatchNormalization(_Normalization):
         inv_std = self._along(xp, 1.0 / xp.sqrt(var + self.epsilon))
         return xc * inv_std, inv_std, self._axes
 
+    def _statistics(self, xp: Any, x: Any) -> tuple[Any, Any, Any, int]:
+        """``(x - mean, mean, var, n)``: the batch's per-feature mean, biased variance and
+        number of values per feature."""
+        n = self._count(math.prod(x.shape[a] for a in self._axes), x.shape)
+        mean = self._sums(xp, x) * (1.0 / n)
+        xc = x - self._along(xp, mean)
+        return xc, mean, self._sums(xp, xc * xc) * (1.0 / n), n  # biased: normalises
+
+    def _count(self, n: int, shape: Any) -> int:
+        if n < 2:
+            raise ValueError(
+                f"{self.name}: training needs more than one value per feature to estimate a "
+                f"variance; received input of shape {tuple(shape)}"
+            )
+        return n
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "axis": self.axis}
+
+
+class SyncBatchNormalization(BatchNormalization):
+    """:class:`BatchNormalization` whose training statistics are those of the whole global
+    batch in a data-parallel ``fit`` (``torch.nn.SyncBatchNorm``, Keras's
+    ``BatchNormalization(synchronized=True)``): the per-feature sums, then the sums of squared
+    deviations from the global mean, and in backward ``sum(dy)`` and ``sum(dy * xhat)``, are
+    added over the processes (three small all-reduces and two scalar reads per layer and step),
+    so a run on ``W``
+    processes equals BatchNormalization on one. Same parameters, buffers and checkpoint names
+    as BatchNormalization; in one process it is BatchNormalization.
+    """
+
+    def _statistics(self, xp: Any, x: Any) -> tuple[Any, Any, Any, int]:
+        engine = _engine()
+        if engine is None:
+            return super()._statistics(xp, x)
+        local = math.prod(x.shape[a] for a in self._axes)
+        count = xp.asarray([float(local)], dtype=x.dtype, device=array_api_compat.device(x))
+        summed = engine.allreduce(xp.concat([self._sums(xp, x), count]))
+        n = self._count(int(round(float(summed[-1]))), ("global batch", *x.shape[1:]))
+        mean = summed[:-1] * (1.0 / n)
+        xc = x - self._along(xp, mean)
+        return xc, mean, engine.allreduce(self._sums(xp, xc * xc)) * (1.0 / n), n
+
+    def _batch_sums(self, xp: Any, dbeta: Any, dgamma: Any, shape: Any) -> tuple[Any, Any, int]:
+        engine = _engine()
+        if engine is None:
+            return super()._batch_sums(xp, dbeta, dgamma, shape)
+        local = math.prod(shape[a] for a in self._axes)
+        count = xp.asarray([float(local)], dtype=dbeta.dtype, device=array_api_compat.device(dbeta))
+        total = engine.allreduce(xp.concat([dbeta, dgamma, count]))
+        features = dbeta.shape[0]
+        return total[:features], total[features:-1], int(round(float(total[-1])))
+
+
+def _engine() -> Any:
+    """The data-parallel job's engine while one runs with more than one process, else None."""
+    from portable_nn import distributed
+
+    return distributed.engine() if distributed.world_size() > 1 else None
 
 
 class LayerNormalization(_Normalization):
@@ -230,4 +283,4 @@ class LayerNormalization(_Normalization):
         return xc * inv_std, inv_std, (-1,)
 
 
-__all__ = ["BatchNormalization", "LayerNormalization", "NormCache"]
+__all__ = ["BatchNormalization", "LayerNormalization", "NormCache", "SyncBatchNormalization"]
