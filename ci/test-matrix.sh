@@ -11,11 +11,13 @@ cd "$(dirname "$0")/.."
 
 python - <<'PY'
 import importlib, os, platform, sys
-required = os.environ.get("PORTABLE_NN_REQUIRE_BACKENDS", "numpy,array_api_strict,torch,jax")
+required = os.environ.get(
+    "PORTABLE_NN_REQUIRE_BACKENDS", "numpy,array_api_strict,torch,jax,sklearn,scipy,mpi4py"
+)
 print(f"python {platform.python_version()} on {platform.machine()}")
 missing = []
 for name in ["numpy", "array_api_compat", "array_api_extra", "array_api_strict", "torch", "jax",
-             "cupy", "hypothesis", "pytest"]:
+             "cupy", "hypothesis", "pytest", "sklearn", "scipy", "mpi4py"]:
     try:
         module = importlib.import_module(name)
         print(f"  {name:18s} {getattr(module, '__version__', '?')}")
