@@ -21,6 +21,7 @@ processes once per epoch.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from portable_nn.backend import namespace_of
@@ -49,11 +50,16 @@ class Shard:
 
 
 class DataParallel:
-    """The distributed side of one ``fit`` (see the module docstring)."""
+    """The distributed side of one ``fit`` (see the module docstring). ``DataParallel.last``:
+    the latest one (its ``seconds`` are the benchmarks' timings)."""
+
+    last: DataParallel | None = None
 
     def __init__(self, model: Any, engine: Engine) -> None:
         self.model, self.engine = model, engine
         self.shard = Shard(engine.rank, engine.size)
+        self.seconds = {"steps": 0, "backward": 0.0, "allreduce_wait": 0.0}  # for benchmarks
+        DataParallel.last = self
 
     # -- before the first step -----------------------------------------------------------------
     def check_same_job(self, x: Any, y: Any, settings: dict[str, Any]) -> None:
@@ -124,8 +130,9 @@ class DataParallel:
     def _backward_and_reduce(self, dy: Any, caches: Any) -> dict[str, Any]:
         """Backward, then the gradients summed over processes in buckets (in order, one flat
         buffer each); a bucket's all-reduce starts when it is complete."""
-        model = self.model
+        model, start = self.model, time.perf_counter()
         _, grads = model.backward(dy, caches, input_grad=False)
+        backward_done = time.perf_counter()
         trained = model.trainable_parameters()
         names = [n for n in reversed(list(trained)) if n in grads]  # last layers first
         pending, bucket, size = [], [], 0
@@ -140,6 +147,10 @@ class DataParallel:
         summed = {}
         for work, split in pending:
             summed.update(split(work.wait()))
+        seconds = self.seconds  # wall time; the wait includes starting the all-reduces
+        seconds["steps"] += 1
+        seconds["backward"] += backward_done - start
+        seconds["allreduce_wait"] += time.perf_counter() - backward_done
         return summed
 
     def _start(self, names: list[str], grads: dict[str, Any]) -> tuple[Any, Any]:
