@@ -158,21 +158,26 @@ class DataParallel:
         return self.engine.iallreduce(flat), split
 
     # -- every epoch ---------------------------------------------------------------------------
-    def reduce(self, totals: Totals) -> Totals:
-        """Loss and metric sums and the sample count added over processes: ONE all-reduce."""
-        keys = list(totals.sums)
-        if not keys:
+    def reduce(self, *totals: Totals | None) -> tuple[Totals | None, ...]:
+        """Loss and metric sums and sample counts added over processes (the epoch's training
+        and validation totals together): ONE all-reduce."""
+        present = [t for t in totals if t is not None and t.sums]
+        if not present:
             return totals
-        first = totals.sums[keys[0]]
-        xp = namespace_of(first)
-        dtype = first.dtype
-        values = [xp.astype(xp.reshape(totals.sums[k], (1,)), dtype) for k in keys]
-        count = xp.asarray([float(totals.count)], dtype=dtype, device=first.device)
-        summed = self.engine.allreduce(xp.concat([*values, count]))
-        out = Totals()
-        out.sums = {k: summed[i] for i, k in enumerate(keys)}
-        out.count = int(round(float(summed[len(keys)])))
-        return out
+        first = next(iter(present[0].sums.values()))
+        xp, dtype = namespace_of(first), first.dtype
+        parts = []
+        for t in present:
+            parts += [xp.astype(xp.reshape(v, (1,)), dtype) for v in t.sums.values()]
+            parts.append(xp.asarray([float(t.count)], dtype=dtype, device=first.device))
+        summed, at, out = self.engine.allreduce(xp.concat(parts)), 0, {}
+        for t in present:
+            new = Totals()
+            new.sums = {k: summed[at + i] for i, k in enumerate(t.sums)}
+            at += len(t.sums)
+            new.count, at = int(round(float(summed[at]))), at + 1
+            out[id(t)] = new
+        return tuple(None if t is None else out.get(id(t), t) for t in totals)
 
 
 def data_parallel(model: Any, x: Any, y: Any, validation: Any, settings: dict) -> DataParallel:

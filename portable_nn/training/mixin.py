@@ -201,22 +201,25 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         """Train on every batch, validate, then read all the epoch's logs back at once (None
         when a batch source had nothing left)."""
         order = train.order(self.generator, shuffle)
-        totals = self._summed(loop.run_epoch(self, train, batch_size, order, cbs))
+        totals = loop.run_epoch(self, train, batch_size, order, cbs)
         if totals.count == 0:
             return None
+        tested = None
+        if val is not None:
+            cbs.on_test_begin(None)
+            tested = loop.run_test(self, val, batch_size, cbs)
+        totals, tested = self._summed(totals, tested)
         logs = totals.means()
-        if val is None:
+        if tested is None:
             return loop.read_logs(logs)
-        cbs.on_test_begin(None)
-        logs.update(self._summed(loop.run_test(self, val, batch_size, cbs)).means("val_"))
-        logs = loop.read_logs(logs)  # the epoch's one sync
+        logs = loop.read_logs(logs | tested.means("val_"))  # the epoch's one sync
         cbs.on_test_end({k[4:]: v for k, v in logs.items() if k.startswith("val_")})
         return logs
 
-    def _summed(self, totals: loop.Totals) -> loop.Totals:
+    def _summed(self, *totals: loop.Totals | None) -> tuple[loop.Totals | None, ...]:
         """The sums of every process of a distributed fit (one all-reduce), else as they are."""
         parallel = getattr(self, "_parallel", None)
-        return totals if parallel is None else parallel.reduce(totals)
+        return totals if parallel is None else parallel.reduce(*totals)
 
     def _fit_data(
         self,
