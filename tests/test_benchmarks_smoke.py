@@ -526,3 +526,62 @@ def test_rnn_targets_only_for_numpy_at_full_size() -> None:
     assert rnn.targets_of("pnn-numpy-train_step", args) == {"pytorch": 0.5}
     assert rnn.targets_of("pnn-torch-cpu", args) == {}
     assert rnn.targets_of("pnn-numpy", rnn.parse_args(["--quick"])) == {}
+
+
+# -- sklearn_mlp.py -----------------------------------------------------------------------------
+def test_sklearn_mlp_cli_quick_run_writes_json(tmp_path: Path) -> None:
+    """``sklearn_mlp.py --quick``: iris with the three solvers (portable_nn on float64 input
+    predicts exactly as scikit-learn), one tiny timed fit per contender, no verdicts."""
+    pytest.importorskip("sklearn", reason="the benchmark compares with scikit-learn")
+    out = tmp_path / "sklearn-mlp.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "sklearn_mlp.py"), "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "== quality" in done.stdout and "== speed" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["benchmark"] == "sklearn_mlp"
+    assert document["settings"]["quick"] is True and document["settings"]["threads"] == 1
+    assert document["environment"]["sklearn"]
+    quality = document["quality"]
+    assert [(r["dataset"], r["solver"]) for r in quality] == [
+        ("iris", "adam"),
+        ("iris", "sgd"),
+        ("iris", "lbfgs"),
+    ]
+    for row in quality:
+        for contender in ("sklearn", "pnn-float64", "pnn-float32", "sklearn-1ulp"):
+            assert len(row[contender]["scores"]) == 1, (row["solver"], contender)
+        assert row["same_predictions_pnn-float64"] == 1.0, row
+        assert row["diff_pnn-float64"] == 0.0 and row["meets_target_pnn-float64"], row
+    rows = {r["contender"]: r for r in document["speed"]}
+    names = {"sklearn", "pnn-numpy-float64", "pnn-numpy-float32"}
+    names |= {"pnn-torch-cpu-float64", "pnn-torch-cpu-float32"}  # torch imports here
+    assert set(rows) == names, sorted(rows)
+    assert rows["sklearn"]["paired_ratio_to_sklearn"] == 1.0
+    for row in rows.values():
+        assert row["median_wall_seconds"] > 0 and len(row["wall_seconds"]) == 1
+        assert row["median_cpu_seconds"] > 0 and row["n_iter"] == row["max_iter"]
+        assert "meets_target" not in row  # --quick: no verdicts
+
+
+def test_sklearn_mlp_defaults_and_result_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sklearn_mlp
+
+    args = sklearn_mlp.parse_args([])
+    assert args.threads == 1 and args.seeds == [0, 1, 2, 3, 4] and args.repeats >= 5
+    assert args.solvers == ["adam", "sgd", "lbfgs"] and len(args.datasets) == 5
+    assert sklearn_mlp.parse_args(["--quick"]).datasets == ["iris"]
+    assert sklearn_mlp.write_json(sklearn_mlp.parse_args(["--quick"]), {}) is None
+    monkeypatch.setattr(sklearn_mlp, "RESULTS", tmp_path)
+    path = sklearn_mlp.write_json(args, {"benchmark": "sklearn_mlp"})
+    assert path.parent == tmp_path
+    assert path.name.startswith("sklearn-mlp-cpu-") and path.name.endswith("-threads1.json")
+    with pytest.raises(SystemExit):
+        sklearn_mlp.parse_args(["--solvers", "newton"])

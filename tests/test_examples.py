@@ -375,3 +375,41 @@ def test_transformer_meets_the_target(tmp_path) -> None:
     assert min(result["accuracies"]) >= 0.97, result["accuracies"]
     assert max(result["seconds"]) < 300.0, result["seconds"]
     assert_png(result["figure"])
+
+
+# -- sklearn_pipeline (portable_nn.sklearn in Pipeline / GridSearchCV, array-API inputs) ---------
+def run_sklearn_pipeline(*flags: str) -> str:
+    """The example in a fresh process: it sets SCIPY_ARRAY_API=1 before SciPy is imported,
+    which an in-process import cannot do once the tests have loaded SciPy."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sklearn_pipeline.py"), *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    return done.stdout
+
+
+@needs_sklearn
+def test_sklearn_pipeline_quick_grid_search_and_torch_tensors() -> None:
+    out = run_sklearn_pipeline("--quick")
+    assert re.search(r"best \{'mlpclassifier__alpha': ", out), out
+    accuracy = float(re.search(r"NumPy: cross-validated [\d.]+, test ([\d.]+)", out).group(1))
+    assert accuracy > 0.85, out
+    if importlib.util.find_spec("torch") is None:
+        assert "torch: not installed, skipped" in out, out
+    else:  # predict hands back a torch tensor, and the network learnt as on NumPy
+        found = re.search(r"torch: predict returned torch\.Tensor .*test accuracy ([\d.]+)", out)
+        assert found is not None, out
+        assert abs(float(found.group(1)) - accuracy) <= 0.02, out
+    assert "CuPy: " in out
+
+
+@pytest.mark.slow
+@needs_sklearn
+def test_sklearn_pipeline_full_run_reaches_97_percent() -> None:
+    out = run_sklearn_pipeline()
+    accuracy = float(re.search(r"NumPy: cross-validated [\d.]+, test ([\d.]+)", out).group(1))
+    assert accuracy >= 0.97, out
