@@ -345,30 +345,30 @@ class Sequential(_Container):
         return x, caches, mask
 
     def backward(
-        self, dy: Any, caches: list[Any], input_grad: bool = True
+        self, dy: Any, caches: list[Any], input_grad: bool = True, on_layer: Any = None
     ) -> tuple[Any, dict[str, Any]]:
         """Chain rule in reverse: returns ``(dL/dx, {"i.name": dL/dparam})``.
 
         With ``input_grad=False`` dL/dx is not wanted (training): backpropagation stops at the
         lowest layer with trainable weights (a frozen base gets no backward at all), which
         skips its own dL/dx when it can (``skips_input_grad``); ``None`` is returned in place.
+        ``on_layer(grads)`` is called with each layer's ``{"i.name": dL/dparam}`` as soon as it
+        is computed, last layer first (data-parallel training starts summing them early).
         """
-        layers = self.layers
-        per_layer: list[Any] = [{}] * len(layers)
+        layers, prefixes = self.layers, _prefixes(len(self.layers))
+        per_layer: list[dict[str, Any]] = [{}] * len(layers)
         low = 0
         if not input_grad:  # the layers below the lowest trainable one need no gradient
             low = next((i for i, layer in enumerate(layers) if layer.trainable_parameters()), 0)
-        for i in range(len(layers) - 1, low, -1):
-            dy, per_layer[i] = layers[i].backward_from(dy, caches[i])
-        first = layers[low]
-        if input_grad or not first.skips_input_grad:
-            dy, per_layer[low] = first.backward_from(dy, caches[low])
-        else:
-            dy, per_layer[low] = first.backward_from(dy, caches[low], input_grad=False)
-        grads = {}
-        for prefix, layer_grads in zip(_prefixes(len(per_layer)), per_layer):
-            for key, value in layer_grads.items():
-                grads[prefix + key] = value
+        for i in range(len(layers) - 1, low - 1, -1):
+            if i == low and not input_grad and layers[i].skips_input_grad:
+                dy, layer_grads = layers[i].backward_from(dy, caches[i], input_grad=False)
+            else:
+                dy, layer_grads = layers[i].backward_from(dy, caches[i])
+            per_layer[i] = {prefixes[i] + key: value for key, value in layer_grads.items()}
+            if on_layer is not None and per_layer[i]:
+                on_layer(per_layer[i])
+        grads = {name: value for named in per_layer for name, value in named.items()}
         return (dy if input_grad else None), grads
 
     # -- description --------------------------------------------------------------------------

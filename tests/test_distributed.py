@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +35,12 @@ def _mpiexec() -> str | None:
     return found if found and importlib.util.find_spec("mpi4py") else None
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _launch(engine: str, scenario: str, out: Path, timeout: float = 240) -> tuple[int, str, float]:
     if engine == "mpi":
         runner = _mpiexec()
@@ -43,7 +50,7 @@ def _launch(engine: str, scenario: str, out: Path, timeout: float = 240) -> tupl
     else:
         pytest.importorskip("torch")
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                   "--master-port", str(29500 + os.getpid() % 1000), WORKER, scenario, "torch",
+                   "--master-port", str(_free_port()), WORKER, scenario, "torch",
                    str(out)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("PORTABLE_NN_BACKEND", None)

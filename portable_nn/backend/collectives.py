@@ -19,6 +19,7 @@ process. ``PORTABLE_NN_DISTRIBUTED=mpi|torch|none`` overrides.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 import sys
@@ -85,6 +86,9 @@ class _Done:
     def __init__(self, value: Any) -> None:
         self.value = value
 
+    def progress(self) -> None:
+        pass
+
     def wait(self) -> Any:
         return self.value
 
@@ -112,7 +116,7 @@ class MPIEngine(Engine):
     def iallreduce(self, array: Any) -> Any:
         host, back = _host_buffer(array)
         request = self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
-        return _Pending(lambda: request.Wait(), lambda: back(host))
+        return _Pending(request.Wait, lambda: back(host), request.Test)
 
     def broadcast(self, array: Any, root: int = 0) -> Any:
         host, back = _host_buffer(array)
@@ -146,8 +150,15 @@ class TorchEngine(Engine):
                 backend="nccl" if cuda else "gloo",
                 timeout=datetime.timedelta(seconds=TIMEOUT_S),
             )
+            atexit.register(self._close)
         self.name = f"torch-{dist.get_backend()}"
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
+
+    def _close(self) -> None:
+        """Leave the group before the interpreter exits: gloo's threads otherwise race the
+        interpreter's teardown ("terminate called without an active exception")."""
+        if self.dist.is_initialized():
+            self.dist.destroy_process_group()
 
     def _tensor(self, array: Any) -> tuple[Any, Any]:
         """A tensor the backend can reduce in place, and how to turn it back into ``array``'s
@@ -189,8 +200,15 @@ class TorchEngine(Engine):
 
 
 class _Pending:
-    def __init__(self, wait: Any, result: Any) -> None:
-        self._wait, self._result = wait, result
+    """A started collective: ``progress()`` lets it advance (MPI's ``Test``), ``wait()``
+    finishes it and returns the result."""
+
+    def __init__(self, wait: Any, result: Any, progress: Any = None) -> None:
+        self._wait, self._result, self._progress = wait, result, progress
+
+    def progress(self) -> None:
+        if self._progress is not None:
+            self._progress()
 
     def wait(self) -> Any:
         self._wait()

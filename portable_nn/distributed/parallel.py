@@ -6,9 +6,9 @@ For a global batch of ``B`` samples on ``W`` processes, process ``k`` takes rows
 its loss on them and starts the backward pass from ``dL_k/dy * n_k / B``: the sum over processes
 of the resulting gradients is the gradient of the mean loss over the whole batch, whatever the
 split (also the last, partial batch). Penalties (regularizers) are added after the sum, once.
-The gradients are all-reduced as flat buffers of about ``BUCKET_BYTES`` each (last layers
-first, non-blocking, then waited for together). Every process then applies the same optimizer
-update to the same parameters.
+The gradients are all-reduced as flat buffers of about ``BUCKET_BYTES`` each, last layers
+first, each started (non-blocking) as soon as the backward pass has produced it. Every process
+then applies the same optimizer update to the same parameters.
 
 Initial parameters, buffers and random generators are broadcast from rank 0; shuffling and
 Dropout masks come from those generators, and a Dropout mask is drawn for the rows of the whole
@@ -128,33 +128,44 @@ class DataParallel:
         return add_sums(sums, batch_sums(model, loss, y_pred, y, count)), loss
 
     def _backward_and_reduce(self, dy: Any, caches: Any) -> dict[str, Any]:
-        """Backward, then the gradients summed over processes in buckets (in order, one flat
-        buffer each); a bucket's all-reduce starts when it is complete."""
+        """Backward, and the gradients summed over processes: flat buckets of about
+        ``BUCKET_BYTES``, each all-reduce started (non-blocking) as soon as the backward pass
+        has produced its layers (a model whose ``backward`` takes ``on_layer``: Sequential),
+        so the sums of the last layers travel while the first layers still run backward."""
         model, start = self.model, time.perf_counter()
-        _, grads = model.backward(dy, caches, input_grad=False)
+        trained = set(model.trainable_parameters())
+        pending: list[tuple[Any, Any]] = []
+        bucket: dict[str, Any] = {}
+
+        def ready(grads: dict[str, Any]) -> None:
+            for name, g in grads.items():
+                if name in trained:
+                    bucket[name] = g
+            if sum(_nbytes(g) for g in bucket.values()) >= BUCKET_BYTES:
+                pending.append(self._start(dict(bucket)))
+                bucket.clear()
+            for work, _ in pending:
+                work.progress()  # MPI moves a started collective along only inside its calls
+
+        if "on_layer" in _parameters(model.backward):
+            _, grads = model.backward(dy, caches, input_grad=False, on_layer=ready)
+        else:
+            _, grads = model.backward(dy, caches, input_grad=False)
+            ready(dict(reversed(list(grads.items()))))
         backward_done = time.perf_counter()
-        trained = model.trainable_parameters()
-        names = [n for n in reversed(list(trained)) if n in grads]  # last layers first
-        pending, bucket, size = [], [], 0
-        for name in names:
-            bucket.append(name)
-            size += _nbytes(grads[name])
-            if size >= BUCKET_BYTES:
-                pending.append(self._start(bucket, grads))
-                bucket, size = [], 0
         if bucket:
-            pending.append(self._start(bucket, grads))
-        summed = {}
+            pending.append(self._start(dict(bucket)))
+        summed: dict[str, Any] = {}
         for work, split in pending:
             summed.update(split(work.wait()))
-        seconds = self.seconds  # wall time; the wait includes starting the all-reduces
+        seconds = self.seconds  # wall time; the wait includes starting the last all-reduce
         seconds["steps"] += 1
         seconds["backward"] += backward_done - start
         seconds["allreduce_wait"] += time.perf_counter() - backward_done
-        return summed
+        return {name: summed[name] for name in grads if name in summed}
 
-    def _start(self, names: list[str], grads: dict[str, Any]) -> tuple[Any, Any]:
-        flat, split = _flatten({n: grads[n] for n in names})
+    def _start(self, grads: dict[str, Any]) -> tuple[Any, Any]:
+        flat, split = _flatten(grads)
         return self.engine.iallreduce(flat), split
 
     # -- every epoch ---------------------------------------------------------------------------
@@ -200,6 +211,12 @@ def _shapes(data: Any) -> Any:
         return [_shapes(v) for v in data]
     shape = getattr(data, "shape", None)
     return None if shape is None else [int(s) for s in shape]
+
+
+def _parameters(method: Any) -> Any:
+    import inspect
+
+    return inspect.signature(method).parameters
 
 
 def _nbytes(array: Any) -> int:
