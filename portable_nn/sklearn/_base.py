@@ -18,7 +18,7 @@ from portable_nn.backend import BACKEND_NAMES, is_array, read_scalars, to_numpy
 from ._data import TrainingData
 from ._network import Objective, build_network, initial_weights, parameter_names
 from ._placement import Placement, check_device_input, check_finite, is_device_array
-from ._solvers import fit_lbfgs, fit_stochastic
+from ._solvers import fit_lbfgs, fit_stochastic, make_optimizer
 
 STOCHASTIC = ("sgd", "adam")
 OURS = {"backend": [StrOptions(set(BACKEND_NAMES) - {"auto"}), None], "device": "no_validation"}
@@ -176,7 +176,8 @@ class BaseMLP(BaseEstimator):
     def _network_for(self, placement: Placement) -> None:
         """Continue training (``warm_start``, ``partial_fit``): the network holding ``coefs_``
         and ``intercepts_`` (rebuilt when they were set by hand, after unpickling, or when the
-        data now lives elsewhere)."""
+        data now lives elsewhere; the optimizer's state and the best weights of early stopping
+        go along, as scikit-learn keeps them)."""
         old = getattr(self, "_placement", None)
         self._placement = placement
         if old is not None and old.backend == placement.backend and self._holds_published_weights():
@@ -187,7 +188,12 @@ class BaseMLP(BaseEstimator):
         values = {n: placement.inward(c) for n, c in zip(weights, self.coefs_)}
         values.update({n: placement.inward(b) for n, b in zip(biases, self.intercepts_)})
         self._net.set_parameters(values)
-        self._optimizer = None  # its slots belonged to the old arrays
+        if getattr(self, "_optimizer", None) is not None:
+            state = self._optimizer.state_dict()
+            self._optimizer.reset()  # its slots are checked against the new arrays at next step
+            self._optimizer.load_state_dict(_mapped(state, placement.inward))
+        if hasattr(self, "_best_parameters"):
+            self._best_parameters = _mapped(self._best_parameters, placement.inward)
 
     def _holds_published_weights(self) -> bool:
         """Whether the network still holds what :meth:`_publish` handed out as ``coefs_`` and
@@ -262,16 +268,27 @@ class BaseMLP(BaseEstimator):
     # -- pickling --------------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         """scikit-learn pickles the estimator: the network is rebuilt from ``coefs_`` and
-        ``intercepts_`` (``partial_fit`` after unpickling starts a new optimizer state)."""
+        ``intercepts_``; the optimizer's state and early stopping's best weights travel as
+        NumPy arrays (``partial_fit`` after unpickling continues the same run)."""
         state = super().__getstate__()
         dropped = ("_net", "_optimizer", "_placement", "_published", "_best_parameters")
-        return {k: v for k, v in state.items() if k not in dropped}
+        kept = {k: v for k, v in state.items() if k not in dropped}
+        if state.get("_optimizer") is not None:
+            kept["_optimizer_state"] = _mapped(state["_optimizer"].state_dict(), to_numpy)
+        if "_best_parameters" in state:
+            kept["_best_parameters"] = _mapped(state["_best_parameters"], to_numpy)
+        return kept
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        optimizer_state = state.pop("_optimizer_state", None)
         super().__setstate__(state)
-        if "coefs_" in state:
+        if "coefs_" in state:  # the next fit or prediction moves everything to its backend
             self._placement = Placement.of(self.coefs_[0], self.backend, self.device)
             self._net, self._optimizer, self._published = None, None, []
+            if optimizer_state is not None:
+                self._optimizer = make_optimizer(self)
+                self._optimizer.load_state_dict(optimizer_state)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -288,6 +305,11 @@ def scipy_sparse(X: Any) -> bool:
 
 def _host(data: Any) -> Any:
     return to_numpy(data) if is_array(data) else data
+
+
+def _mapped(arrays: dict[str, Any], move: Any) -> dict[str, Any]:
+    """``arrays`` with every array (not the optimizer's ``"step"`` count) passed to ``move``."""
+    return {k: move(v) if is_array(v) else v for k, v in arrays.items()}
 
 
 __all__ = ["BaseMLP"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from sklearn.base import ClassifierMixin, _fit_context
@@ -110,6 +111,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                     f"`y` has classes not in `self.classes_`. `self.classes_` has {known}. "
                     f"'y' has {classes}."
                 )
+        if incremental:  # the first call's classes_ came from the host ``classes``
+            self.classes_ = placement.from_host(self._label_binarizer.classes_)
         indicators = self._label_binarizer.transform(y)
         return placement.inward(indicators.astype("float64")), indicators
 
@@ -120,7 +123,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """One epoch over ``X``, ``y`` (sgd/adam only); ``classes`` (every label of the full
         data) is required on the first call."""
         classes = None if classes is None else _host(classes)
-        if _check_partial_fit_first_call(self, classes):
+        if _first_partial_fit_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(_host(y)).startswith("multilabel"):
                 self._label_binarizer.fit(_host(y))
@@ -174,6 +177,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             probabilities = xp.concat([1.0 - probabilities, probabilities], axis=1)
         return placement.outward(probabilities)
 
+    score = BaseMLP.score  # not ClassifierMixin's (first in the MRO): it reads device labels
+
     def _metric(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
         return float(accuracy_score(y_true, y_pred, sample_weight=sample_weight))
 
@@ -188,6 +193,17 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
 def _host(y: Any) -> Any:
     return to_numpy(y) if is_array(y) else y
+
+
+def _first_partial_fit_call(est: MLPClassifier, classes: Any) -> bool:
+    """scikit-learn's ``_check_partial_fit_first_call`` (its messages), comparing ``classes``
+    with a host copy of ``classes_`` (which may live on a device NumPy cannot read)."""
+    known = getattr(est, "classes_", None)
+    view = SimpleNamespace(classes_=None if known is None else _host(known))
+    first = _check_partial_fit_first_call(view, classes)
+    if first:
+        est.classes_ = view.classes_
+    return first
 
 
 __all__ = ["MLPClassifier"]

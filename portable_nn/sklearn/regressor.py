@@ -122,6 +122,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def _decode(self, values: Any, placement: Placement) -> Any:
         return namespace_of(values).reshape(values, (-1,)) if values.shape[1] == 1 else values
 
+    score = BaseMLP.score  # not RegressorMixin's (first in the MRO): it reads device targets
+
     def _metric(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
         return float(r2_score(y_true, y_pred, sample_weight=sample_weight))
 
