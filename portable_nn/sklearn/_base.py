@@ -132,6 +132,15 @@ class BaseMLP(BaseEstimator):
             X = placement.inward(X)
         return TrainingData(X, y, weight, placement, labels)
 
+    def _check_solver(self) -> bool:
+        """``partial_fit`` exists for the stochastic solvers only (``available_if``)."""
+        if self.solver not in STOCHASTIC:
+            raise AttributeError(
+                "partial_fit is only available for stochastic optimizers. "
+                f"{self.solver} is not stochastic."
+            )
+        return True
+
     def _sample_weight(self, sample_weight: Any, X: Any, placement: Placement) -> Any:
         if sample_weight is None:
             return None

@@ -14,7 +14,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 
 from portable_nn.backend import is_array, namespace_of, to_numpy
 
-from ._base import STOCHASTIC, BaseMLP
+from ._base import BaseMLP
 from ._placement import Placement
 
 
@@ -130,14 +130,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             else:
                 self._label_binarizer.fit(classes)
         return self._fit(X, y, sample_weight, incremental=True)
-
-    def _check_solver(self) -> bool:
-        if self.solver not in STOCHASTIC:
-            raise AttributeError(
-                "partial_fit is only available for stochastic optimizers. "
-                f"{self.solver} is not stochastic."
-            )
-        return True
 
     # -- prediction ------------------------------------------------------------------------------
     def predict(self, X: Any) -> Any:

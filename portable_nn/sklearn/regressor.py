@@ -12,7 +12,7 @@ from sklearn.utils.metaestimators import available_if
 
 from portable_nn.backend import is_array, namespace_of, to_numpy
 
-from ._base import STOCHASTIC, BaseMLP
+from ._base import BaseMLP
 from ._placement import Placement, check_finite
 
 
@@ -105,14 +105,6 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
         """One epoch over ``X``, ``y`` (sgd/adam only)."""
         return self._fit(X, y, sample_weight, incremental=True)
-
-    def _check_solver(self) -> bool:
-        if self.solver not in STOCHASTIC:
-            raise AttributeError(
-                "partial_fit is only available for stochastic optimizers. "
-                f"{self.solver} is not stochastic."
-            )
-        return True
 
     def predict(self, X: Any) -> Any:
         """Predicted values (n_samples,), or (n_samples, n_outputs), in ``X``'s namespace."""
