@@ -99,10 +99,18 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=512, help="global batch size")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    parser.add_argument(
+        "--bucket-mb",
+        type=float,
+        default=None,
+        help="PORTABLE_NN_BUCKET_MB for the jobs (default: the library's 8)",
+    )
     parser.add_argument("--out", default=None)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default=None, help="default: numpy (mpi), torch (torch)")
     args = parser.parse_args()
+    if args.bucket_mb is not None:
+        os.environ["PORTABLE_NN_BUCKET_MB"] = str(args.bucket_mb)
     backend = args.backend or ("torch" if args.engine == "torch" else "numpy")
     sizes = (32, 16, 16, 4) if args.quick else SIZES
     if args.quick:

@@ -21,6 +21,7 @@ processes once per epoch.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -30,7 +31,8 @@ from portable_nn.layers.base import activity_penalties
 from portable_nn.random import RowOffset
 from portable_nn.training.loop import Totals, add_sums, batch_sums
 
-BUCKET_BYTES = 8 << 20  # gradients are all-reduced in buckets of about this size
+# gradients are all-reduced in buckets of about this size (PyTorch DDP's bucket_cap_mb)
+BUCKET_BYTES = int(float(os.environ.get("PORTABLE_NN_BUCKET_MB", "8")) * (1 << 20))
 
 
 class Shard:
@@ -223,7 +225,7 @@ def _nbytes(array: Any) -> int:
     size = 1
     for d in array.shape:
         size *= int(d)
-    return size * 8
+    return size * (namespace_of(array).finfo(array.dtype).bits // 8)
 
 
 def _flatten(arrays: dict[str, Any]) -> tuple[Any, Any]:
