@@ -341,16 +341,32 @@ class Optimizer(SerializationMixin, Hyper):
     # -- stateful convenience -----------------------------------------------------------------
     def reset(self) -> None:
         """Forget the internal state used by :meth:`step` (the next step starts afresh)."""
-        self._state: dict[str, Any] | None = None
+        self._state = None
         self._unchecked = False  # state loaded before the parameters were known
         self._flat: FlatState | None = None  # see fused.py
         self._not_flat: list[str] | None = None
 
     @property
+    def _state(self) -> dict[str, Any] | None:
+        """The state (layout: module docstring); a compiled step's record
+        (:meth:`record_step`) is unpacked into it on the first read."""
+        pending = self._pending
+        if pending is not None:
+            self.__dict__.update(_stored=pending.unpack(), _pending=None)
+        return self._stored
+
+    @_state.setter
+    def _state(self, state: dict[str, Any] | None) -> None:
+        self.__dict__.update(_stored=state, _pending=None)  # not fields: no Hyper.__setattr__
+
+    @property
     def iterations(self) -> int:
         """Calls of :meth:`step` done (or loaded with :meth:`load_state_dict`); updates too,
         unless ``gradient_accumulation_steps=k`` (then ``iterations // k`` updates)."""
-        return 0 if self._state is None else self._state["step"]
+        pending = self._pending
+        if pending is not None:
+            return pending.step
+        return 0 if self._stored is None else self._stored["step"]
 
     @property
     def current_learning_rate(self) -> float:
@@ -373,20 +389,24 @@ class Optimizer(SerializationMixin, Hyper):
     def state_for(self, params: Params) -> dict[str, Any]:
         """The internal state :meth:`step` uses for ``params``: made on first use, checked
         against them when it was loaded before they were known."""
-        if self._state is None or self._unchecked:
-            self._state = self._check_loaded(params) if self._unchecked else self.init(params)
-            self._unchecked = False
-        return self._state
+        state = self._state
+        if state is None or self._unchecked:
+            state = self._check_loaded(params) if self._unchecked else self.init(params)
+            self._state, self._unchecked = state, False
+        return state
 
     def next_constants(self) -> tuple:
         """``_step_constants`` of the next :meth:`step` (Python floats: from its step number
         and learning rate), for a compiled step that runs :meth:`_apply_rule` itself."""
         return self._step_constants(self.iterations)
 
-    def record_step(self, slots: Mapping[str, dict]) -> None:
-        """Take the new slots of a step run outside :meth:`step` (a compiled one) and count it."""
-        assert self._state is not None, "state_for(params) comes first"
-        self._state = {"step": self._state["step"] + 1, **slots}
+    def record_step(self, record: Any) -> None:
+        """Take the new state of a step run outside :meth:`step` (a compiled one) without
+        building it now (a compiled step's per-call cost): ``record.step`` is the new step
+        count and ``record.unpack()`` returns the new state, called when the state is first
+        read. ``_pending`` is ``record`` until then (a compiled step checks that nobody
+        replaced or read the state since)."""
+        self.__dict__.update(_stored=None, _pending=record)  # not fields: no Hyper.__setattr__
 
     def step(self, model: Any, grads: Params) -> None:
         """Update ``model`` (anything with ``parameters()`` and ``set_parameters(d)``) in place.
@@ -404,20 +424,23 @@ class Optimizer(SerializationMixin, Hyper):
             return
         if len(grads) != len(params):  # a frozen layer's gradients: not used
             grads = {name: g for name, g in grads.items() if name in params}
-        work = self._prepare(params, grads, self.state_for(params))
+        state = self.state_for(params)
+        work = self._prepare(params, grads, state)
         # The internal slots are our own arrays (made by init, by update or copied on load):
         # writeable whenever the parameters are, so only the parameters need a look.
         w = writer_for(params.values(), self.inplace)
-        flat = self._flat_state(model, params) if w is InPlace else None
-        new_params, self._state = self._apply(params, self._state, work, w, flat)
+        flat = self._flat_state(model, params, state) if w is InPlace else None
+        new_params, new_state = self._apply(params, state, work, w, flat)
+        if new_state is not state:  # (in place: the same dict, updated)
+            self._state = new_state
         if new_params is not params:
             model.set_parameters(new_params)
 
-    def _flat_state(self, model: Any, params: Params) -> FlatState | None:
+    def _flat_state(self, model: Any, params: Params, state: dict) -> FlatState | None:
         """The flat buffers for a model of many small arrays (built on first use, and again
         after the model's or the state's arrays were replaced); None when not worth it."""
         flat = self._flat
-        if flat is not None and flat.current(params, self._state):
+        if flat is not None and flat.current(params, state):
             return flat
         self._flat = None
         excluded = self.weight_decay and not all(map(self._decays, params))
@@ -427,7 +450,7 @@ class Optimizer(SerializationMixin, Hyper):
         if not FlatState.worth_it(params):
             self._not_flat = list(params)
             return None
-        flat = FlatState(params, self._state, self.slot_names)
+        flat = FlatState(params, state, self.slot_names)
         model.set_parameters(flat.views)  # the model now holds views: updates reach it
         self._flat = flat
         return flat

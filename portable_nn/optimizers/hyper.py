@@ -51,8 +51,23 @@ def patterns(name: str, value: Any) -> list[str]:
     return list(value)
 
 
+_CHANGES = 0  # hyper-parameter assignments so far, in every optimizer and schedule
+
+
+def changes() -> int:
+    """How many hyper-parameters were assigned so far (any optimizer's or schedule's field,
+    construction included): a compiled step's constants made ahead stay valid while it holds."""
+    return _CHANGES
+
+
 class Hyper:
     """Base of the hyper-parameter dataclasses: every field's check, a config of the fields."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name[0] != "_" and name in getattr(type(self), "__dataclass_fields__", ()):
+            global _CHANGES
+            _CHANGES += 1
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]

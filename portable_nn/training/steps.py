@@ -126,9 +126,14 @@ class StepsMixin:
         Returns the batch loss as a 0-d array on the model's device (no host sync). ``x`` and
         ``y`` must already be arrays on the model's device (see ``pnn.asarray``).
         """
-        self._require_compiled("train_step")
+        compiled = self._compiled_step  # (made by a compiled model's first step)
+        if compiled is None:
+            self._require_compiled("train_step")
+            compiled = self._compiled()
+        if compiled is not None:  # JAX or torch: no device context to enter; no sums
+            return compiled.train(x, y, int(first(x).shape[0]), None)[1]
         with device_scope(first(x)):
-            return self._step_function()(x, y, int(first(x).shape[0]), {})[1]
+            return eager_step(self, x, y, int(first(x).shape[0]), {})[1]
 
     def test_step(self, x: Any, y: Any) -> Any:
         """The batch loss in inference mode, a 0-d array (no host sync, nothing updated)."""
