@@ -34,6 +34,7 @@ FACTORIES: dict[str, Any] = {
     "Flatten": L.Flatten,
     "Reshape": lambda: L.Reshape((-1,)),
     "BatchNormalization": L.BatchNormalization,
+    "SyncBatchNormalization": L.SyncBatchNormalization,  # one process: BatchNormalization
     "LayerNormalization": L.LayerNormalization,
     # image and sequence layers: inputs (batch, h, w, c) / (batch, steps, c), see SHAPES
     "Conv2D": lambda: L.Conv2D(3, 2, padding="same", activation="relu", seed=0),

@@ -409,7 +409,7 @@ def test_repr_config_and_signature_follow_the_constructor():
         "weight_decay=0.01, clipnorm=1.0, clipvalue=None)"
     )
     assert list(opt.get_config()["config"]) == [
-        *("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay"),
+        *("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "epsilon_hat", "weight_decay"),
         *("clipnorm", "clipvalue", "check_finite", "inplace", "exclude_from_weight_decay"),
         *("gradient_accumulation_steps", "use_ema", "ema_momentum", "ema_overwrite_frequency"),
     ]

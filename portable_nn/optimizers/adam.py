@@ -47,7 +47,7 @@ class Adam(Optimizer):
     beta_2: float = hyper(fraction, 0.999)
     epsilon: float = hyper(non_negative, 1e-8)
     amsgrad: bool = hyper(flag, False)
-    epsilon_hat: bool = hyper(flag, False)
+    epsilon_hat: bool = hyper(flag, False, quiet=True)
     weight_decay: float = hyper(non_negative, 0.0)
 
     def _slots(self) -> tuple[str, ...]:
