@@ -6,8 +6,10 @@ runs one single-process job and one ``mpiexec -n 2`` job (``--engine torch``: ``
 with the torch backend), each timing ``--steps`` global batches after a warm-up epoch; the
 throughput ratio (samples/s of the 2-process job over the 1-process one) is the median of
 the per-repeat ratios. The 2-process job also reports the backward time and the all-reduce
-wait per step (the all-reduce starts after the backward pass: no overlap). Writes JSON to
-``results/distributed-cpu-<date>.json``::
+wait per step: the time from the end of the backward pass until the summed gradients are in
+hand (buckets of ``--bucket-mb`` start their all-reduce during the backward pass; a bucket size
+above the model's gradients, e.g. 1000, starts one all-reduce after it: no overlap). Writes JSON
+to ``results/distributed-<engine>-cpu-<date>.json``::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/distributed.py
 """

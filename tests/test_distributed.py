@@ -7,6 +7,7 @@ failing or killed rank stopping the job; unit tests of the sharding and the mask
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -41,7 +42,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(engine: str, scenario: str, out: Path, timeout: float = 240) -> tuple[int, str, float]:
+def _launch(
+    engine: str, scenario: str, out: Path, timeout: float = 240, **env: str
+) -> tuple[int, str, float]:
     if engine == "mpi":
         runner = _mpiexec()
         if runner is None:
@@ -52,7 +55,7 @@ def _launch(engine: str, scenario: str, out: Path, timeout: float = 240) -> tupl
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                    "--master-port", str(_free_port()), WORKER, scenario, "torch",
                    str(out)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env}
     env.pop("PORTABLE_NN_BACKEND", None)
     start = time.monotonic()
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
@@ -74,9 +77,10 @@ def _assert_close(got: dict, want: dict) -> None:
         assert float(np.abs(got[name] - value).max()) <= 1e-10 * scale, name
 
 
-@pytest.mark.parametrize("engine", ["mpi", "torch"])
-def test_two_processes_equal_one(engine, tmp_path):
-    code, out, _ = _launch(engine, "train", tmp_path)
+@pytest.mark.parametrize(("engine", "bucket_mb"), [("mpi", "8"), ("torch", "8"), ("mpi", "1e-4")])
+def test_two_processes_equal_one(engine, bucket_mb, tmp_path):
+    # 1e-4 MB: a bucket per layer, all-reduces started while the backward pass goes on
+    code, out, _ = _launch(engine, "train", tmp_path, PORTABLE_NN_BUCKET_MB=bucket_mb)
     assert code == 0, out[-3000:]
     model, losses = _single_process()
     want = {k: pnn.to_numpy(v) for k, v in model.state_dict().items()}
@@ -119,6 +123,18 @@ def test_a_different_model_on_one_rank_is_refused_before_training(tmp_path):
     code, out, _ = _launch("mpi", "mismatch", tmp_path, timeout=120)
     assert code != 0
     assert "rank 1's model architecture differs from rank 0's" in out, out[-3000:]
+
+
+def test_scaling_benchmark_runs(tmp_path):
+    if _mpiexec() is None:
+        pytest.skip("mpi4py / mpiexec not installed")
+    out = tmp_path / "distributed.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "distributed.py"), "--quick", "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["ratio"] > 0 and summary["backward_per_step"] > 0
+    assert summary["allreduce_wait_per_step"] >= 0
 
 
 # -- in one process ------------------------------------------------------------------------------
