@@ -129,7 +129,13 @@ def test_scaling_benchmark_runs(tmp_path):
     if _mpiexec() is None:
         pytest.skip("mpi4py / mpiexec not installed")
     out = tmp_path / "distributed.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "distributed.py"), "--quick", "--out", str(out)]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "distributed.py"),
+        "--quick",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     summary = json.loads(out.read_text())["summary"]
