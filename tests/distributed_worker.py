@@ -3,7 +3,8 @@ torchrun): ``python distributed_worker.py SCENARIO BACKEND OUT_DIR``.
 
 Scenarios: ``train`` (3 epochs, every rank saves its final state), ``checkpoint`` (2 epochs,
 then ``model.save``: rank 0 writes), ``raise`` / ``kill`` (rank 1 fails in epoch 2),
-``mismatch`` (rank 1 builds another model).
+``mismatch`` (rank 1 builds another model), ``tiny`` (``train`` with batches of one sample and
+no BatchNorm: rank 1 holds no rows of any batch).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import portable_nn as pnn
 from portable_nn import layers as L
 
 N_SAMPLES, FEATURES, CLASSES, BATCH, SEED = 203, 10, 3, 32, 5  # 203: a partial last batch
+TINY = 30  # samples of the "tiny" scenario
 
 
 def data() -> tuple[np.ndarray, np.ndarray]:
@@ -26,12 +28,12 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(size=(N_SAMPLES, FEATURES)), rng.integers(0, CLASSES, size=N_SAMPLES)
 
 
-def build(units: int = 16) -> pnn.Sequential:
+def build(units: int = 16, norm: bool = True) -> pnn.Sequential:
     """Dense (no bias before the norm) -> SyncBatchNorm -> ReLU -> Dropout -> Dense (L2), Adam."""
     model = pnn.Sequential(
         [
             L.Dense(units, input_dim=FEATURES, use_bias=False, seed=1),
-            L.SyncBatchNormalization(),
+            *([L.SyncBatchNormalization()] if norm else []),
             L.Activation("relu"),
             L.Dropout(0.3, seed=2),
             L.Dense(CLASSES, seed=3, kernel_regularizer="l2"),
@@ -63,19 +65,22 @@ def main() -> None:
     pnn.distributed.init()
     rank = pnn.distributed.rank()
     x, y = data()
-    model = build(17 if scenario == "mismatch" and rank == 1 else 16)
+    batch = BATCH
+    if scenario == "tiny":
+        x, y, batch = x[:TINY], y[:TINY], 1
+    model = build(17 if scenario == "mismatch" and rank == 1 else 16, norm=scenario != "tiny")
     epochs = 2 if scenario == "checkpoint" else 3
     callbacks = [FailInEpoch2(scenario)] if scenario in ("raise", "kill") else []
     history = model.fit(
-        x, y, epochs=epochs, batch_size=BATCH, seed=SEED, distributed=True, verbose=0,
+        x, y, epochs=epochs, batch_size=batch, seed=SEED, distributed=True, verbose=0,
         validation_split=0.2, callbacks=callbacks,
     )  # fmt: skip
     if scenario == "checkpoint":
         model.save(out / "model.safetensors")
         return
     state = {k: pnn.to_numpy(v) for k, v in model.state_dict().items()}
-    np.savez(out / f"rank{rank}.npz", **state, **{f"loss{i}": v for i, v in enumerate(
-        history.history["loss"])})  # fmt: skip
+    logs = {f"{k}{i}": v for k, values in history.history.items() for i, v in enumerate(values)}
+    np.savez(out / f"rank{rank}.npz", **state, **logs)
     print(f"rank {rank} of {pnn.distributed.world_size()} on {pnn.distributed.engine().name}")
 
 

@@ -62,13 +62,16 @@ def _launch(
     return run.returncode, run.stdout + run.stderr, time.monotonic() - start
 
 
-def _single_process(epochs: int = 3) -> tuple[pnn.Sequential, list[float]]:
+def _single_process(epochs: int = 3, tiny: bool = False) -> tuple[pnn.Sequential, dict]:
     with pnn.use_backend("numpy", dtype="float64"):
         x, y = worker.data()
-        model = worker.build()
-        history = model.fit(x, y, epochs=epochs, batch_size=worker.BATCH, seed=worker.SEED,
+        batch = worker.BATCH
+        if tiny:
+            x, y, batch = x[: worker.TINY], y[: worker.TINY], 1
+        model = worker.build(norm=not tiny)
+        history = model.fit(x, y, epochs=epochs, batch_size=batch, seed=worker.SEED,
                             verbose=0, validation_split=0.2)  # fmt: skip
-    return model, history.history["loss"]
+    return model, history.history
 
 
 def _assert_close(got: dict, want: dict) -> None:
@@ -82,13 +85,27 @@ def test_two_processes_equal_one(engine, bucket_mb, tmp_path):
     # 1e-4 MB: a bucket per layer, all-reduces started while the backward pass goes on
     code, out, _ = _launch(engine, "train", tmp_path, PORTABLE_NN_BUCKET_MB=bucket_mb)
     assert code == 0, out[-3000:]
-    model, losses = _single_process()
+    _assert_ranks_equal_one(tmp_path)
+    assert "rank 0 of 2" in out and ("mpi" in out if engine == "mpi" else "torch-gloo" in out)
+
+
+def test_batches_shorter_than_the_job(tmp_path):
+    # batches of 1 sample on 2 processes: rank 1 holds no rows, adds zeros, joins every collective
+    code, out, _ = _launch("mpi", "tiny", tmp_path)
+    assert code == 0, out[-3000:]
+    _assert_ranks_equal_one(tmp_path, tiny=True)
+
+
+def _assert_ranks_equal_one(out: Path, tiny: bool = False) -> None:
+    model, history = _single_process(tiny=tiny)
     want = {k: pnn.to_numpy(v) for k, v in model.state_dict().items()}
-    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
+    ranks = [dict(np.load(out / f"rank{r}.npz")) for r in (0, 1)]
     for got in ranks:  # both ranks hold the single-process state (SyncBN buffers too)
         _assert_close(got, want)
-        np.testing.assert_allclose([got[f"loss{i}"] for i in range(3)], losses, rtol=1e-12)
-    assert "rank 0 of 2" in out and ("mpi" in out if engine == "mpi" else "torch-gloo" in out)
+        for key in ("loss", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(
+                [got[f"{key}{i}"] for i in range(3)], history[key], rtol=1e-12
+            )
 
 
 def test_checkpoint_of_two_processes_resumes_on_one(tmp_path):

@@ -7,9 +7,12 @@ of one job:
 * ``torch.distributed`` works on torch tensors in place (NCCL on CUDA tensors, gloo on CPU
   tensors); other libraries' arrays go through a CPU tensor (``torch.from_numpy``: no copy for
   NumPy).
-* MPI works on host buffers: NumPy arrays and CPU torch tensors are used in place (no copy);
-  CuPy and JAX arrays are staged through the host (``to_numpy`` then back), as is a CUDA
-  tensor: no CUDA-aware MPI is assumed.
+* MPI works on host buffers: NumPy arrays and CPU torch tensors are used in place (no copy).
+  CuPy arrays take NCCL (``cupy.cuda.nccl``, :mod:`.nccl`) when CuPy has it, else MPI on the
+  device buffers when ``PORTABLE_NN_CUDA_AWARE_MPI=1`` declares the MPI build CUDA-aware, else
+  the host; JAX arrays and CUDA tensors are staged through the host (``to_numpy`` then back).
+  ``MPIEngine.transport(array)`` says which. Each process of an MPI job uses GPU
+  ``local rank % GPUs`` of its host (CuPy's current device).
 
 Which engine: the launcher decides. ``torchrun`` sets ``TORCHELASTIC_RUN_ID`` (and ``RANK``,
 ``WORLD_SIZE``, ``MASTER_ADDR``); ``mpiexec`` sets ``PMI_RANK``/``PMI_SIZE`` (MPICH, Intel MPI),
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import importlib.util
 import os
 import sys
 import traceback
@@ -30,6 +34,7 @@ import array_api_compat
 import numpy as np
 
 from .arrays import device_of, host_to, namespace_of, to_numpy
+from .nccl import NcclComm, nccl_module
 
 MPI_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
 TIMEOUT_S = float(os.environ.get("PORTABLE_NN_DISTRIBUTED_TIMEOUT", "60"))
@@ -107,18 +112,51 @@ class MPIEngine(Engine):
             ) from exc
         self.MPI, self.comm = MPI, MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.local_rank = self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+        self.cuda_aware = os.environ.get("PORTABLE_NN_CUDA_AWARE_MPI", "") == "1"
+        self._nccl: NcclComm | None = None
+        _use_local_gpu(self.local_rank)
+
+    def transport(self, array: Any) -> str:
+        """How a collective moves ``array``: ``"nccl"``, ``"cuda-aware mpi"`` or ``"host"``."""
+        if not array_api_compat.is_cupy_array(array):
+            return "host"
+        if self._nccl is not None or nccl_module() is not None:
+            return "nccl"
+        return "cuda-aware mpi" if self.cuda_aware else "host"
+
+    def _nccl_comm(self) -> NcclComm:
+        if self._nccl is None:
+            self._nccl = NcclComm(self.comm)
+        return self._nccl
 
     def allreduce(self, array: Any) -> Any:
+        way = self.transport(array)
+        if way == "nccl":
+            return self._nccl_comm().allreduce(array)
+        if way == "cuda-aware mpi":
+            out = array.copy()
+            self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
+            return out
         host, back = _host_buffer(array)
         self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
         return back(host)
 
     def iallreduce(self, array: Any) -> Any:
+        if self.transport(array) != "host":  # NCCL queues on the stream: already asynchronous
+            return _Done(self.allreduce(array))
         host, back = _host_buffer(array)
         request = self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
         return _Pending(request.Wait, lambda: back(host), request.Test)
 
     def broadcast(self, array: Any, root: int = 0) -> Any:
+        way = self.transport(array)
+        if way == "nccl":
+            return self._nccl_comm().broadcast(array, root)
+        if way == "cuda-aware mpi":
+            out = array.copy()
+            self.comm.Bcast(out, root=root)
+            return out
         host, back = _host_buffer(array)
         self.comm.Bcast(host, root=root)
         return back(host)
@@ -230,6 +268,21 @@ def _host_buffer(array: Any) -> tuple[Any, Any]:
 
         return host, lambda h: torch.from_numpy(h)
     return host, lambda h: host_to(h, xp, device)
+
+
+def _use_local_gpu(local_rank: int) -> None:
+    """Make GPU ``local_rank % count`` CuPy's current device, when CuPy sees any GPU (one
+    process per GPU on each host, as torchrun's ``LOCAL_RANK``)."""
+    if importlib.util.find_spec("cupy") is None:
+        return
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+        if count > 0:
+            cupy.cuda.Device(local_rank % count).use()
+    except Exception:  # no driver, a broken install: CuPy is then not usable anyway
+        return
 
 
 def make_engine(kind: str) -> Engine:

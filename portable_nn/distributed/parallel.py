@@ -29,7 +29,7 @@ from portable_nn.backend import namespace_of
 from portable_nn.backend.collectives import Engine
 from portable_nn.layers.base import activity_penalties
 from portable_nn.random import RowOffset
-from portable_nn.training.loop import Totals, add_sums, batch_sums
+from portable_nn.training.loop import Totals, add_sums, batch_sums, empty_sums
 
 # gradients are all-reduced in buckets of about this size (PyTorch DDP's bucket_cap_mb)
 BUCKET_BYTES = int(float(os.environ.get("PORTABLE_NN_BUCKET_MB", "8")) * (1 << 20))
@@ -118,8 +118,18 @@ class DataParallel:
             y_pred, caches = model.forward(x, training=True)
         if activity:
             raise ValueError("distributed fit does not support activity_regularizer yet")
-        loss, dy = model._loss_value_and_gradient(y, y_pred)
-        dy = [d * share for d in dy] if isinstance(dy, list) else dy * share
+        if count:
+            loss, dy = model._loss_value_and_gradient(y, y_pred)
+            dy = [d * share for d in dy] if isinstance(dy, list) else dy * share
+        else:  # no rows of this batch here: zero gradients, but the same collectives
+            xp = namespace_of(y_pred[0] if isinstance(y_pred, list) else y_pred)
+            dy = (
+                [xp.zeros_like(p) for p in y_pred]
+                if isinstance(y_pred, list)
+                else xp.zeros_like(y_pred)
+            )
+            batch = empty_sums(model, y)
+            loss = batch["loss"]
         grads = self._backward_and_reduce(dy, caches)
         penalty, extra = model.penalties()
         if extra:
@@ -127,7 +137,9 @@ class DataParallel:
             grads = {k: g + extra[k] if k in extra else g for k, g in grads.items()}
             loss = loss + penalty
         model.optimizer.step(model, grads)
-        return add_sums(sums, batch_sums(model, loss, y_pred, y, count)), loss
+        if count:
+            batch = batch_sums(model, loss, y_pred, y, count)
+        return add_sums(sums, batch), loss
 
     def _backward_and_reduce(self, dy: Any, caches: Any) -> dict[str, Any]:
         """Backward, and the gradients summed over processes: flat buckets of about

@@ -202,7 +202,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         when a batch source had nothing left)."""
         order = train.order(self.generator, shuffle)
         totals = loop.run_epoch(self, train, batch_size, order, cbs)
-        if totals.count == 0:
+        if not totals.sums:  # no batch (a distributed process may hold no rows of some)
             return None
         tested = None
         if val is not None:
