@@ -32,6 +32,7 @@ class BaseMLP(BaseEstimator):
         **{k: v for k, v in _SklearnMLP._parameter_constraints.items()},
         **OURS,
     }
+    _compile = True  # sgd/adam on JAX: one compiled call per batch (False: the eager update)
 
     def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
                  learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,

@@ -121,6 +121,18 @@ class Objective:
         return namespace_of(z).exp(z) if self.out_activation == "exp" else z
 
 
+def loss_and_gradients(
+    net: Any, objective: Objective, x: Any, y: Any, sample_weight: Any
+) -> tuple[Any, dict[str, Any]]:
+    """The objective of a batch and its gradient for every parameter (forward, loss, backward)."""
+    z, caches = net.forward(x, training=True)
+    params = net.parameters()
+    weights = {name: params[name] for name in parameter_names(len(net))[0]}
+    loss, dz, penalty = objective.value_and_gradient(y, z, sample_weight, weights)
+    _, grads = net.backward(dz, caches, input_grad=False)
+    return loss, {name: g + penalty[name] if name in penalty else g for name, g in grads.items()}
+
+
 def _ylogy(y: Any) -> Any:
     """``y log y - y`` per sample, averaged over outputs (``0 log 0 = 0``)."""
     xp = namespace_of(y)

@@ -7,7 +7,8 @@
   gradient times the current rate gives scikit-learn's update exactly, also after the rate
   changes (``invscaling``, ``adaptive``). Adam uses the "epsilon hat" form
   (``Adam(epsilon_hat=True)``), as scikit-learn. One host read per epoch (the loss; plus the
-  validation predictions with ``early_stopping``).
+  validation predictions with ``early_stopping``). On JAX each mini-batch update is ONE
+  ``jax.jit`` call (``_compiled.py``), equal to the eager one to rounding.
 * ``lbfgs``: SciPy's L-BFGS-B over the flattened parameters, as scikit-learn, with the loss and
   gradient of the whole data computed by the network where it lives; only the flat parameter
   and gradient vectors cross to the host, once per function evaluation.
@@ -28,7 +29,22 @@ from sklearn.utils.optimize import _check_optimize_result
 from portable_nn import optimizers
 from portable_nn.backend import to_numpy
 
-from ._network import Objective, parameter_names
+from ._compiled import CompiledUpdate
+from ._network import Objective, loss_and_gradients, parameter_names
+
+
+def batch_update(est: Any, objective: Objective) -> Any:
+    """``(x, y, sample_weight, n, total) -> total + n * loss`` after one update on the batch
+    (``total`` None: the first batch's): ONE compiled call on JAX (``_compiled.py``; equal to
+    the eager update to rounding), :func:`train_batch` elsewhere or with ``_compile = False``."""
+    if est._compile and est._placement.backend.name == "jax":
+        return CompiledUpdate(est, objective)
+
+    def update(x: Any, y: Any, sample_weight: Any, n: int, total: Any) -> Any:
+        loss = train_batch(est, objective, x, y, sample_weight) * float(n)
+        return loss if total is None else total + loss
+
+    return update
 
 
 def train_batch(est: Any, objective: Objective, x: Any, y: Any, sample_weight: Any) -> Any:
@@ -40,18 +56,6 @@ def train_batch(est: Any, objective: Objective, x: Any, y: Any, sample_weight: A
         grads = {name: g * rate for name, g in grads.items()}
     est._optimizer.step(net, grads)
     return loss
-
-
-def loss_and_gradients(
-    net: Any, objective: Objective, x: Any, y: Any, sample_weight: Any
-) -> tuple[Any, dict[str, Any]]:
-    """The objective of a batch and its gradient for every parameter (forward, loss, backward)."""
-    z, caches = net.forward(x, training=True)
-    params = net.parameters()
-    weights = {name: params[name] for name in parameter_names(len(net))[0]}
-    loss, dz, penalty = objective.value_and_gradient(y, z, sample_weight, weights)
-    _, grads = net.backward(dz, caches, input_grad=False)
-    return loss, {name: g + penalty[name] if name in penalty else g for name, g in grads.items()}
 
 
 def make_optimizer(est: Any) -> Any:
@@ -88,7 +92,7 @@ def fit_stochastic(est: Any, data: Any, incremental: bool) -> None:
                 stacklevel=5,
             )
         batch_size = min(max(est.batch_size, 1), n_samples)
-    objective = est._objective()
+    update = batch_update(est, est._objective())
     order = train.host_range() if est.shuffle else None
     try:
         est.n_iter_ = 0
@@ -98,8 +102,7 @@ def fit_stochastic(est: Any, data: Any, incremental: bool) -> None:
             total = None
             for batch in gen_batches(n_samples, batch_size):
                 x, y, w = train.batch(batch, order)
-                loss = train_batch(est, objective, x, y, w) * float(batch.stop - batch.start)
-                total = loss if total is None else total + loss
+                total = update(x, y, w, batch.stop - batch.start, total)
             est.n_iter_ += 1
             est.loss_ = float(total) / n_samples
             est.t_ += n_samples
