@@ -131,6 +131,8 @@ class DoublingWorld:
 
 def mpi_engine(monkeypatch: pytest.MonkeyPatch, *, has_nccl: bool, cuda_aware: bool) -> Any:
     engine = collectives.MPIEngine.__new__(collectives.MPIEngine)  # no mpiexec needed
+    engine.synchronized = []  # arrays the stream was synchronized for before MPI read them
+    monkeypatch.setattr(collectives, "_synchronized", lambda a: engine.synchronized.append(a) or a)
     engine.MPI, engine.comm = FakeMpi, DoublingWorld()
     engine.rank, engine.size, engine.cuda_aware = 0, 2, cuda_aware
     engine._nccl = None
@@ -156,6 +158,7 @@ def test_mpi_engine_keeps_cupy_arrays_on_the_gpu(monkeypatch, has_nccl, cuda_awa
     np.testing.assert_array_equal(summed.values, want)
     assert isinstance(summed, DeviceArray) and list(x.values) == [1.0, 2.0]
     assert all(isinstance(b, DeviceArray) for b in engine.comm.buffers)  # MPI saw no host copy
+    assert engine.synchronized == engine.comm.buffers  # each after its stream had finished
 
 
 def test_mpi_engine_stages_cupy_arrays_through_the_host_otherwise(monkeypatch) -> None:

@@ -62,15 +62,10 @@ def _launch(
     return run.returncode, run.stdout + run.stderr, time.monotonic() - start
 
 
-def _single_process(epochs: int = 3, tiny: bool = False) -> tuple[pnn.Sequential, dict]:
+def _single_process(scenario: str = "train") -> tuple[pnn.Sequential, dict]:
     with pnn.use_backend("numpy", dtype="float64"):
-        x, y = worker.data()
-        batch = worker.BATCH
-        if tiny:
-            x, y, batch = x[: worker.TINY], y[: worker.TINY], 1
-        model = worker.build(norm=not tiny)
-        history = model.fit(x, y, epochs=epochs, batch_size=batch, seed=worker.SEED,
-                            verbose=0, validation_split=0.2)  # fmt: skip
+        x, y, model, kwargs = worker.job(scenario)
+        history = model.fit(x, y, verbose=0, **kwargs)
     return model, history.history
 
 
@@ -89,34 +84,55 @@ def test_two_processes_equal_one(engine, bucket_mb, tmp_path):
     assert "rank 0 of 2" in out and ("mpi" in out if engine == "mpi" else "torch-gloo" in out)
 
 
-def test_batches_shorter_than_the_job(tmp_path):
-    # batches of 1 sample on 2 processes: rank 1 holds no rows, adds zeros, joins every collective
-    code, out, _ = _launch("mpi", "tiny", tmp_path)
+@pytest.mark.parametrize("scenario", ["tiny", "sum", "weighted", "ignore"])
+def test_batches_and_losses_that_need_the_whole_batch(scenario, tmp_path):
+    # tiny: batches of 1 sample, rank 1 holds no rows (adds zeros, joins every collective);
+    # the others: the loss divides by the global batch's sum of weights or counted labels
+    code, out, _ = _launch("mpi", scenario, tmp_path)
     assert code == 0, out[-3000:]
-    _assert_ranks_equal_one(tmp_path, tiny=True)
+    _assert_ranks_equal_one(tmp_path, scenario)
 
 
-def _assert_ranks_equal_one(out: Path, tiny: bool = False) -> None:
-    model, history = _single_process(tiny=tiny)
+def _assert_ranks_equal_one(out: Path, scenario: str = "train") -> None:
+    model, history = _single_process(scenario)
     want = {k: pnn.to_numpy(v) for k, v in model.state_dict().items()}
     ranks = [dict(np.load(out / f"rank{r}.npz")) for r in (0, 1)]
     for got in ranks:  # both ranks hold the single-process state (SyncBN buffers too)
         _assert_close(got, want)
-        for key in ("loss", "val_loss", "val_accuracy"):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             np.testing.assert_allclose(
                 [got[f"{key}{i}"] for i in range(3)], history[key], rtol=1e-12
             )
 
 
+def test_a_stop_asked_during_a_batch_ends_the_epoch_on_every_rank(tmp_path):
+    code, out, _ = _launch("mpi", "stop", tmp_path)  # also: layer names differ between ranks
+    assert code == 0, out[-3000:]
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
+    assert [len([k for k in got if k.startswith("val_loss")]) for got in ranks] == [2, 2]
+    for name, value in ranks[0].items():  # BatchNorm's running statistics are rank 0's too
+        np.testing.assert_array_equal(ranks[1][name], value, err_msg=name)
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,")  # rank 0 alone wrote it
+
+
+def test_a_plain_fit_on_one_rank_keeps_sync_batch_norm_local(tmp_path):
+    code, out, _ = _launch("mpi", "local", tmp_path, timeout=120)
+    assert code == 0, out[-3000:]  # no collective waits for rank 1
+    model, _ = _single_process()
+    want = {k: pnn.to_numpy(v) for k, v in model.state_dict().items()}
+    _assert_close(dict(np.load(tmp_path / "rank0.npz")), want)
+
+
 def test_checkpoint_of_two_processes_resumes_on_one(tmp_path):
     code, out, _ = _launch("mpi", "checkpoint", tmp_path)
     assert code == 0, out[-3000:]
-    uninterrupted, _ = _single_process(3)
+    uninterrupted, _ = _single_process()
     with pnn.use_backend("numpy", dtype="float64"):
         model = pnn.load_model(tmp_path / "model.safetensors")
-        x, y = worker.data()
-        model.fit(x, y, epochs=3, initial_epoch=2, batch_size=worker.BATCH, verbose=0,
-                  validation_split=0.2)  # fmt: skip
+        x, y, _, kwargs = worker.job("train")
+        del kwargs["seed"]  # the checkpoint's generators go on
+        model.fit(x, y, initial_epoch=2, verbose=0, **kwargs)
     want = {k: pnn.to_numpy(v) for k, v in uninterrupted.state_dict().items()}
     _assert_close({k: pnn.to_numpy(v) for k, v in model.state_dict().items()}, want)
 

@@ -135,7 +135,7 @@ class MPIEngine(Engine):
         if way == "nccl":
             return self._nccl_comm().allreduce(array)
         if way == "cuda-aware mpi":
-            out = array.copy()
+            out = _synchronized(array.copy())
             self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
             return out
         host, back = _host_buffer(array)
@@ -154,7 +154,7 @@ class MPIEngine(Engine):
         if way == "nccl":
             return self._nccl_comm().broadcast(array, root)
         if way == "cuda-aware mpi":
-            out = array.copy()
+            out = _synchronized(array.copy())
             self.comm.Bcast(out, root=root)
             return out
         host, back = _host_buffer(array)
@@ -268,6 +268,15 @@ def _host_buffer(array: Any) -> tuple[Any, Any]:
 
         return host, lambda h: torch.from_numpy(h)
     return host, lambda h: host_to(h, xp, device)
+
+
+def _synchronized(array: Any) -> Any:
+    """``array`` once the GPU work queued on CuPy's current stream (its copy) has finished:
+    MPI reads device memory directly, outside the stream."""
+    import cupy
+
+    cupy.cuda.get_current_stream().synchronize()
+    return array
 
 
 def _use_local_gpu(local_rank: int) -> None:

@@ -64,10 +64,19 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs: Logs = None) -> None:
         self.close()
-        self._file = open(self.filename, "a" if self.append else "w", newline="", encoding="utf-8")
+        if not self._silent():
+            mode = "a" if self.append else "w"
+            self._file = open(self.filename, mode, newline="", encoding="utf-8")
+
+    def _silent(self) -> bool:
+        """In a data-parallel ``fit`` only rank 0 writes (every rank has the same logs)."""
+        parallel = getattr(self.model, "_parallel", None)
+        return parallel is not None and parallel.engine.rank != 0
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         logs = logs or {}
+        if self._silent():
+            return
         if self._file is None:
             self.on_train_begin()
         if self._writer is None:

@@ -1,8 +1,9 @@
 """Data-parallel training across processes and hosts on MPI or ``torch.distributed``.
 
 Launch one process per device with ``mpiexec -n N python train.py`` (NumPy, CuPy or JAX
-models; MPI through mpi4py; CuPy arrays through NCCL where CuPy has it) or ``torchrun --nproc-per-node N train.py`` (torch
-models: gloo on CPUs, NCCL on GPUs); the same script works under both and in one plain process::
+models; MPI through mpi4py; CuPy arrays through NCCL where CuPy has it) or ``torchrun
+--nproc-per-node N train.py`` (torch models: gloo on CPUs, NCCL on GPUs); the same script works
+under both and in one plain process::
 
     import portable_nn as pnn
     pnn.distributed.init()                  # idempotent; nothing to do in a single process

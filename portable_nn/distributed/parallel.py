@@ -2,37 +2,62 @@
 global batch; gradients are summed across processes with one all-reduce per step.
 
 For a global batch of ``B`` samples on ``W`` processes, process ``k`` takes rows
-``[a_k, a_k + n_k)`` of it (``n_k`` = ``B // W``, one more for the first ``B % W``), computes
-its loss on them and starts the backward pass from ``dL_k/dy * n_k / B``: the sum over processes
-of the resulting gradients is the gradient of the mean loss over the whole batch, whatever the
-split (also the last, partial batch). Penalties (regularizers) are added after the sum, once.
-The gradients are all-reduced as flat buffers of about ``BUCKET_BYTES`` each, last layers
-first, each started (non-blocking) as soon as the backward pass has produced it. Every process
-then applies the same optimizer update to the same parameters.
+``[a_k, a_k + n_k)`` of it (``n_k`` = ``B // W``, one more for the first ``B % W``; maybe none)
+and computes its part of the batch loss: its losses reduce inside
+:func:`portable_nn.losses.base.global_batch`, dividing by the global batch's count (or sum of
+sample weights, or of counted labels: one small all-reduce), so the processes' losses and
+gradients add up to the whole batch's, whatever the split and the reduction (also the last,
+partial batch). Penalties (regularizers) are added after the sum, once. The gradients are
+all-reduced as flat buffers of about ``BUCKET_BYTES`` each, last layers first, each started
+(non-blocking) as soon as the backward pass has produced it. Every process then applies the
+same optimizer update to the same parameters.
 
 Initial parameters, buffers and random generators are broadcast from rank 0; shuffling and
 Dropout masks come from those generators, and a Dropout mask is drawn for the rows of the whole
 batch (:class:`portable_nn.random.RowOffset`), so a run on ``W`` processes equals a run on one.
-BatchNormalization uses each process's batch statistics (as PyTorch's DDP);
+BatchNormalization uses each process's batch statistics, its running statistics broadcast from
+rank 0 at the end of every epoch (PyTorch's DDP broadcasts them before every step);
 ``SyncBatchNormalization`` uses the whole batch's. Loss and metric sums are added across
-processes once per epoch.
+processes once per epoch: callbacks see global logs at the epoch's end, this process's running
+values during it, and a ``stop_training`` set during an epoch (by any process) ends training
+at that epoch's end on every process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from portable_nn.backend import namespace_of
 from portable_nn.backend.collectives import Engine
 from portable_nn.layers.base import activity_penalties
+from portable_nn.losses.base import global_batch
 from portable_nn.random import RowOffset
 from portable_nn.training.loop import Totals, add_sums, batch_sums, empty_sums
 
 # gradients are all-reduced in buckets of about this size (PyTorch DDP's bucket_cap_mb)
 BUCKET_BYTES = int(float(os.environ.get("PORTABLE_NN_BUCKET_MB", "8")) * (1 << 20))
+_STEP_ENGINE: contextvars.ContextVar[Engine | None] = contextvars.ContextVar("step", default=None)
+
+
+def step_engine() -> Engine | None:
+    """The engine while a data-parallel train step runs (``SyncBatchNormalization`` then sums
+    its statistics over the processes), else ``None``."""
+    return _STEP_ENGINE.get()
+
+
+@contextlib.contextmanager
+def _stepping(engine: Engine) -> Iterator[None]:
+    token = _STEP_ENGINE.set(engine)
+    try:
+        yield
+    finally:
+        _STEP_ENGINE.reset(token)
 
 
 class Shard:
@@ -69,7 +94,7 @@ class DataParallel:
         settings: compared through one gather, ``ValueError`` on every process naming the rank
         and what differs, before anything changes."""
         mine = {
-            "model": json.dumps(self.model.get_config(), sort_keys=True, default=str),
+            "model": json.dumps(_unnamed(self.model.get_config()), sort_keys=True, default=str),
             "data": [_shapes(x), _shapes(y)],
             **settings,
         }
@@ -81,7 +106,8 @@ class DataParallel:
                     detail = "" if key == "model" else f": {everyone[0][key]} vs {theirs[key]}"
                     raise ValueError(
                         f"distributed fit: rank {rank}'s {what} differs from rank 0's{detail}; "
-                        "every process must build the same model and pass the same data"
+                        "every process must build the same model and call fit with the same "
+                        "data and arguments"
                     )
 
     def broadcast_state(self) -> None:
@@ -112,34 +138,42 @@ class DataParallel:
 
     # -- every step ----------------------------------------------------------------------------
     def train(self, x: Any, y: Any, count: int, sums: dict[str, Any]) -> tuple[dict, Any]:
-        """The data-parallel train step on this process's ``count`` rows of the batch."""
-        model, share = self.model, count / self.shard.total
-        with RowOffset(self.shard.first), activity_penalties() as activity:
-            y_pred, caches = model.forward(x, training=True)
-        if activity:
-            raise ValueError("distributed fit does not support activity_regularizer yet")
-        if count:
-            loss, dy = model._loss_value_and_gradient(y, y_pred)
-            dy = [d * share for d in dy] if isinstance(dy, list) else dy * share
-        else:  # no rows of this batch here: zero gradients, but the same collectives
-            xp = namespace_of(y_pred[0] if isinstance(y_pred, list) else y_pred)
-            dy = (
-                [xp.zeros_like(p) for p in y_pred]
-                if isinstance(y_pred, list)
-                else xp.zeros_like(y_pred)
-            )
-            batch = empty_sums(model, y)
-            loss = batch["loss"]
-        grads = self._backward_and_reduce(dy, caches)
+        """The data-parallel train step on this process's ``count`` rows of the batch (maybe
+        none: it then adds zeros, but joins every collective)."""
+        model, total = self.model, self.shard.total
+        with _stepping(self.engine):
+            with RowOffset(self.shard.first), activity_penalties() as activity:
+                y_pred, caches = model.forward(x, training=True)
+            if activity:
+                raise ValueError("distributed fit does not support activity_regularizer yet")
+            with global_batch(total, self._sum_divisor):  # this process's part of the loss
+                loss, dy = model._loss_value_and_gradient(y, y_pred)
+            grads = self._backward_and_reduce(dy, caches)
+        batch = batch_sums(model, loss, y_pred, y, count) if count else empty_sums(model, y)
+        batch["loss"] = loss * float(total)  # the parts add up to the batch's loss sum
         penalty, extra = model.penalties()
         if extra:
             # after the sum: every process adds the same dR/dW once
             grads = {k: g + extra[k] if k in extra else g for k, g in grads.items()}
+            batch["loss"] = batch["loss"] + penalty * float(count)
             loss = loss + penalty
         model.optimizer.step(model, grads)
-        if count:
-            batch = batch_sums(model, loss, y_pred, y, count)
         return add_sums(sums, batch), loss
+
+    def test(self, x: Any, y: Any, count: int, sums: dict[str, Any]) -> dict[str, Any]:
+        """The inference step on this process's rows of a validation batch (maybe none), its
+        loss reduced as part of the global batch's, as in :meth:`train`."""
+        model, total = self.model, self.shard.total
+        y_pred = model.forward(x, training=False)[0]
+        with global_batch(total, self._sum_divisor):
+            loss = model._loss_value_and_gradient(y, y_pred, gradient=False)
+        batch = batch_sums(model, loss, y_pred, y, count) if count else empty_sums(model, y)
+        batch["loss"] = loss * float(total) + model.penalties()[0] * float(count)
+        return add_sums(sums, batch)
+
+    def _sum_divisor(self, divisor: Any) -> Any:
+        """A loss's ``sum(w)`` (or count of counted values) over the processes."""
+        return self.engine.allreduce(namespace_of(divisor).reshape(divisor, (1,)))[0]
 
     def _backward_and_reduce(self, dy: Any, caches: Any) -> dict[str, Any]:
         """Backward, and the gradients summed over processes: flat buckets of about
@@ -183,9 +217,20 @@ class DataParallel:
         return self.engine.iallreduce(flat), split
 
     # -- every epoch ---------------------------------------------------------------------------
+    def end_epoch(self) -> None:
+        """Rank 0's buffers on every process (BatchNormalization's running statistics, which
+        each process's batches moved apart), so validation, ``evaluate`` and ``predict`` use
+        one model; ``SyncBatchNormalization``'s are equal already. One broadcast per epoch."""
+        buffers = self.model.buffers()
+        if buffers:
+            flat, split = _flatten(buffers)
+            self.model.assign_buffers(split(self.engine.broadcast(flat)))
+
     def reduce(self, *totals: Totals | None) -> tuple[Totals | None, ...]:
         """Loss and metric sums and sample counts added over processes (the epoch's training
-        and validation totals together): ONE all-reduce."""
+        and validation totals together), and whether any process asked to stop training
+        (a callback during a batch: honoured at the epoch's end on every process): ONE
+        all-reduce."""
         present = [t for t in totals if t is not None and t.sums]
         if not present:
             return totals
@@ -195,7 +240,10 @@ class DataParallel:
         for t in present:
             parts += [xp.astype(xp.reshape(v, (1,)), dtype) for v in t.sums.values()]
             parts.append(xp.asarray([float(t.count)], dtype=dtype, device=first.device))
+        stop = float(bool(self.model.stop_training))
+        parts.append(xp.asarray([stop], dtype=dtype, device=first.device))
         summed, at, out = self.engine.allreduce(xp.concat(parts)), 0, {}
+        self.model.stop_training = bool(summed[-1] > 0)
         for t in present:
             new = Totals()
             new.sums = {k: summed[at + i] for i, k in enumerate(t.sums)}
@@ -214,6 +262,16 @@ def data_parallel(model: Any, x: Any, y: Any, validation: Any, settings: dict) -
     val_shapes = None if not isinstance(validation, (tuple, list)) else _shapes(list(validation))
     parallel.check_same_job(x, y, {**settings, "validation": val_shapes})
     return parallel
+
+
+def _unnamed(config: Any) -> Any:
+    """A config without its ``name`` entries (names count up per process: a model built
+    after another one on one rank only is still the same architecture)."""
+    if isinstance(config, dict):
+        return {k: _unnamed(v) for k, v in config.items() if k != "name"}
+    if isinstance(config, list):
+        return [_unnamed(v) for v in config]
+    return config
 
 
 def _shapes(data: Any) -> Any:

@@ -216,9 +216,18 @@ class BatchNormalization(_Normalization):
 
     def _count(self, n: int, shape: Any) -> int:
         if n < 2:
+            from portable_nn.distributed.parallel import step_engine
+
+            shard = step_engine() is not None and shape[0] != "global batch"
+            hint = (
+                " (this process's shard of a data-parallel batch: use SyncBatchNormalization, "
+                "or a batch size giving every process 2 rows or more)"
+                if shard
+                else ""
+            )
             raise ValueError(
                 f"{self.name}: training needs more than one value per feature to estimate a "
-                f"variance; received input of shape {tuple(shape)}"
+                f"variance; received input of shape {tuple(shape)}{hint}"
             )
         return n
 
@@ -261,10 +270,12 @@ class SyncBatchNormalization(BatchNormalization):
 
 
 def _engine() -> Any:
-    """The data-parallel job's engine while one runs with more than one process, else None."""
-    from portable_nn import distributed
+    """The engine while a data-parallel train step runs on more than one process, else None
+    (a plain ``fit`` on one rank of a job normalizes with its own batch)."""
+    from portable_nn.distributed.parallel import step_engine
 
-    return distributed.engine() if distributed.world_size() > 1 else None
+    engine = step_engine()
+    return engine if engine is not None and engine.size > 1 else None
 
 
 class LayerNormalization(_Normalization):

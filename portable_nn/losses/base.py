@@ -20,6 +20,11 @@ up with the values (times the mask of counted samples, e.g. ``ignore_class``; 1 
 * ``"none"``: ``L = w v`` (the values' shape) and ``gradient`` is ``d sum(w v) / dy_pred``.
 
 The gradient is ``backward(dL/dv)`` with ``dL/dv = w / divisor``: no host read on any path.
+
+Inside :func:`global_batch` (a data-parallel step: this process holds some rows of a global
+batch) ``n`` and ``sum(w)`` are the global batch's, so the processes' losses and gradients add
+up to the global batch's: ``n`` from the global row count, ``sum(w)`` and a mask's count summed
+over the processes (one small all-reduce, only for those two reductions).
 ``sample_weight`` has shape ``(batch,)`` (Keras's ``(batch, 1)`` too) or any shape that lines up
 with the values from the batch axis on (sizes equal, or 1 after the batch axis), e.g.
 ``(batch, steps)`` for per-step weights of a sequence loss.
@@ -27,8 +32,10 @@ with the values from the batch axis on (sizes equal, or 1 after the batch axis),
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -58,6 +65,22 @@ Forward = tuple[Array, Callable[[Scale], Array]]  # (per-sample values, backward
 Elements = tuple[Array, Callable[[], Array]]  # (terms per element, de() -> de/dp)
 REDUCTIONS = ("mean", "sum_over_batch_size", "sum", "none", "mean_with_sample_weight")
 _REAL = ("real floating", "integral", "bool")
+# (rows of the global batch, sum over processes) inside global_batch()
+_GLOBAL: contextvars.ContextVar[tuple[int, Callable[[Array], Array]] | None] = (
+    contextvars.ContextVar("global_batch", default=None)
+)
+
+
+@contextlib.contextmanager
+def global_batch(rows: int, allreduce: Callable[[Array], Array]) -> Iterator[None]:
+    """Losses reduce as parts of a global batch of ``rows`` rows (see the module docstring);
+    ``allreduce`` sums an array over the processes. A process may hold no rows."""
+    token = _GLOBAL.set((rows, allreduce))
+    try:
+        yield
+    finally:
+        _GLOBAL.reset(token)
+
 
 LOSS_REGISTRY: dict[str, type[Loss]] = {}
 
@@ -197,7 +220,7 @@ class Loss:
         require_dtype(label, y_pred, "real floating", what)
         axis = self._axis(y_pred.ndim)
         t = self._targets(xp, y_true, y_pred)
-        if 0 in y_pred.shape:
+        if 0 in y_pred.shape[1:] or (y_pred.shape[:1] == (0,) and _GLOBAL.get() is None):
             raise ValueError(
                 f"{label} is empty. Received: y_pred.shape={format_shape(y_pred.shape)}"
             )
@@ -259,14 +282,19 @@ class Loss:
         weighted = values if w is None else values * w
         if self.reduction == "none":
             return weighted, 1.0 if w is None else w
-        total = xp.sum(weighted)
+        total, part_of = xp.sum(weighted), _GLOBAL.get()
         if self.reduction == "sum":
             scale: Scale = 1.0
         elif counted is None and (w is None or self.reduction != "mean_with_sample_weight"):
-            scale = 1.0 / math.prod(values.shape)
+            if part_of is None or values.ndim == 0:
+                scale = 1.0 / math.prod(values.shape)
+            else:  # the global batch's rows
+                scale = 1.0 / (part_of[0] * math.prod(values.shape[1:]))
         else:
             weights = w if self.reduction == "mean_with_sample_weight" else mask  # counted
             divisor = xp.sum(xp.broadcast_to(weights, values.shape))
+            if part_of is not None:
+                divisor = part_of[1](divisor)
             scale = xpx.apply_where(divisor > 0.0, (divisor,), lambda d: 1.0 / d, fill_value=0.0)
         total = total * scale
         if type(total) is not type(values):  # NumPy reductions give scalars, not 0-d arrays

@@ -103,8 +103,8 @@ def run_epoch(model: Any, data: ArrayData, batch_size: int, order: Any, callback
         totals.count += count
         if on_batch_end is not None:
             on_batch_end(step, totals.means())
-        if model.stop_training:
-            break
+        if model.stop_training and getattr(model, "_parallel", None) is None:
+            break  # distributed: at the epoch's end, on every process (DataParallel.reduce)
     return totals
 
 
@@ -116,10 +116,7 @@ def run_test(model: Any, data: ArrayData, batch_size: int, callbacks: Any) -> To
     for step, (xb, yb, count) in enumerate(data.batches(batch_size)):
         if on_begin is not None:
             on_begin(step)
-        if count:
-            totals.sums = test_step(xb, yb, count, totals.sums)
-        else:  # a data-parallel shard without rows of this batch
-            totals.sums = add_sums(totals.sums, empty_sums(model, yb))
+        totals.sums = test_step(xb, yb, count, totals.sums)
         totals.count += count
         if on_end is not None:
             on_end(step, totals.means())

@@ -142,7 +142,11 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         weights = (sample_weight, class_weight)
         parallel = None
         if distributed:
-            settings = dict(batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch)
+            settings = dict(
+                batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
+                shuffle=bool(shuffle), validation_split=split, seed=seed,
+                weights=[sample_weight is not None, class_weight is not None],
+            )  # fmt: skip
             from portable_nn.distributed.parallel import data_parallel  # its imports need ours
 
             parallel = data_parallel(self, x, y, validation_data, settings)
@@ -204,6 +208,8 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         totals = loop.run_epoch(self, train, batch_size, order, cbs)
         if not totals.sums:  # no batch (a distributed process may hold no rows of some)
             return None
+        if self._parallel is not None:
+            self._parallel.end_epoch()
         tested = None
         if val is not None:
             cbs.on_test_begin(None)

@@ -166,7 +166,11 @@ class StepsMixin:
         return functools.partial(eager_step, self) if compiled is None else compiled.train
 
     def _test_function(self) -> Any:
-        """``step(x, y, count, sums) -> sums`` in inference mode: compiled or eager."""
+        """``step(x, y, count, sums) -> sums`` in inference mode: data-parallel, compiled or
+        eager."""
+        parallel = getattr(self, "_parallel", None)
+        if parallel is not None:
+            return parallel.test
         compiled = self._compiled()
         return functools.partial(eager_test, self) if compiled is None else compiled.test
 
