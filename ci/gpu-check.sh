@@ -2,7 +2,9 @@
 # Everything GPU-related in one call, for a lent GPU machine (see ../shared/GPU.md):
 #   1. the card and library versions;
 #   2. the test suite on the GPU backends (cupy, torch on cuda, jax on its default device);
-#   3. the GPU benchmarks: portable_nn on CuPy vs PyTorch CUDA, same run, synchronised timing.
+#   3. the demo on CuPy, torch-cuda and JAX (GPU), and portable_nn.sklearn on CUDA tensors;
+#   4. the GPU benchmarks: portable_nn on CuPy (MLP, CNN, RNN) vs PyTorch CUDA, same run,
+#      synchronised timing.
 # Results (log + JSON) go to $OUT (default ./out); commit them under benchmarks/results/.
 # On a CPU-only machine it still runs: GPU tests skip and the benchmark is skipped (dry run).
 set -uo pipefail
@@ -37,12 +39,24 @@ PORTABLE_NN_BACKEND_TESTS_ONLY=1 timeout 300 python -m pytest -q -p no:cacheprov
   --backend cupy,torch-cuda,jax \
   --junitxml="$OUT/gpu-tests.xml" tests || status=1
 
-echo "== benchmarks"
 if python -c "from portable_nn.backend import cuda_problem; raise SystemExit(cuda_problem() is not None)"; then
+  echo "== demo on each GPU backend"
+  for backend in cupy torch jax; do
+    device=""; [ "$backend" = torch ] && device="--device cuda"
+    timeout 120 python -m portable_nn --backend "$backend" $device --verbose 0 \
+      --out "$OUT/demo-$backend.png" || status=1
+  done
+  echo "== portable_nn.sklearn on CUDA tensors"
+  timeout 120 python examples/sklearn_pipeline.py || status=1
+  echo "== benchmarks"
   timeout 240 python benchmarks/mlp.py --backend cupy --torch-device cuda --repeats 5 \
     --out "$OUT/mlp-gpu-${card}-${date_tag}.json" || status=1
+  timeout 120 python benchmarks/cnn.py --backend cupy --torch-device cuda --repeats 3 \
+    --out "$OUT/cnn-gpu-${card}-${date_tag}.json" || status=1
+  timeout 120 python benchmarks/rnn.py --backend cupy --torch-device cuda --repeats 3 \
+    --out "$OUT/rnn-gpu-${card}-${date_tag}.json" || status=1
 else
-  echo "no usable CUDA device: GPU benchmark skipped (dry run)"
+  echo "no usable CUDA device: demos and GPU benchmarks skipped (dry run)"
 fi
 echo "== gpu-check finished with status $status"
 exit $status
