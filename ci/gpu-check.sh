@@ -41,7 +41,7 @@ for backends in cupy,torch-cuda jax; do
   PORTABLE_NN_BACKEND_TESTS_ONLY=1 timeout 300 python -m pytest -q -p no:cacheprovider \
     --backend "$backends" --junitxml="$OUT/gpu-tests-${backends%%,*}.xml" tests
   rc=$?
-  [ $rc -eq 124 ] && echo "   ($backends: stopped at the time limit; the XML has what ran)"
+  [ $rc -eq 124 ] && echo "   ($backends: stopped at the time limit; the log above shows how far)"
   [ $rc -ne 0 ] && status=1
 done
 
