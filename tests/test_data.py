@@ -63,6 +63,27 @@ def test_generator_with_steps_per_epoch_equals_arrays_in_order(backend: Any) -> 
     assert history.epoch == [0, 1, 2]
 
 
+def test_steps_limit_array_passes_to_their_first_batches(backend: Any) -> None:
+    """Keras's ``steps_per_epoch`` / ``validation_steps`` / ``steps`` on arrays: each pass
+    takes the first batches of its order; asking more batches than there are warns."""
+    x, y = regression(50)
+    with backend.use():
+        first = model().fit(x[:24], y[:24], epochs=2, batch_size=8, shuffle=False, verbose=0)
+        fitted = model()
+        history = fitted.fit(
+            x, y, epochs=2, batch_size=8, shuffle=False, verbose=0, steps_per_epoch=3,
+            validation_data=(x[40:], y[40:]), validation_steps=1,
+        )  # fmt: skip
+        np.testing.assert_allclose(history.history["loss"], first.history["loss"], rtol=1e-5)
+        val = fitted.evaluate(x[40:48], y[40:48], batch_size=8)
+        np.testing.assert_allclose(history.history["val_loss"][-1], val["loss"], rtol=1e-5)
+        head = fitted.evaluate(x[:8], y[:8], batch_size=8)
+        assert fitted.evaluate(x, y, batch_size=8, steps=1) == pytest.approx(head, rel=1e-5)
+        assert backend.to_numpy(fitted.predict(x, batch_size=8, steps=2)).shape == (16, 1)
+        with pytest.warns(UserWarning, match="4 steps asked, but 50 samples in batches of 20"):
+            fitted.fit(x, y, epochs=1, batch_size=20, steps_per_epoch=4, verbose=0)
+
+
 def test_reiterable_source_restarts_every_epoch_and_reports_its_length(backend: Any) -> None:
     x, y = regression()
     steps_seen: list[Any] = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -69,6 +70,7 @@ class ArrayData:
         self.resident, self.prefetch = resident, prefetch
         self.n = int(first(x).shape[0])
         self.part: Any = None  # data-parallel: .rows(start, stop) -> this process's rows
+        self.max_steps: int | None = None  # Keras's steps_per_epoch / steps: the first batches
 
     @classmethod
     def from_inputs(cls, x: Any, y: Any, backend: Backend) -> ArrayData:
@@ -111,7 +113,7 @@ class ArrayData:
         y = None if self.y is None else each(lambda a: a[rows, ...], self.y)
         x = each(lambda a: a[rows, ...], self.x)
         data = ArrayData(x, y, self.backend, self.resident, self.prefetch)
-        data.part = self.part
+        data.part, data.max_steps = self.part, self.max_steps
         return data
 
     def order(self, generator: Generator, shuffle: bool) -> Any:
@@ -123,7 +125,23 @@ class ArrayData:
         return asarray(permutation, backend=self.backend) if self.resident else permutation
 
     def steps(self, batch_size: int) -> int:
-        return math.ceil(self.n / batch_size)
+        """Batches per pass: all of them, or the first ``max_steps`` (a warning when there are
+        fewer: the pass ends with the data, as Keras's "ran out of data")."""
+        available = math.ceil(self.n / batch_size)
+        if self.max_steps is None:
+            return available
+        if self.max_steps > available:
+            warnings.warn(
+                f"{self.max_steps} steps asked, but {self.n} samples in batches of {batch_size} "
+                f"give {available}: each pass runs {available}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return min(self.max_steps, available)
+
+    def samples(self, batch_size: int) -> int:
+        """Samples per pass (all, or those of the first ``max_steps`` batches)."""
+        return self.n if self.max_steps is None else min(self.n, self.max_steps * batch_size)
 
     def first(self, batch_size: int) -> tuple[Any, Any, int]:
         """The first batch, placed (what ``fit``'s dry run uses)."""
@@ -145,7 +163,8 @@ class ArrayData:
         """Batches where the data is stored (device or host)."""
         x, y, n = self.x, self.y, self.n
         take = _namespace_of(first(x)).take if self.resident and order is not None else None
-        for begin in range(0, n, batch_size):
+        stop_at = n if self.max_steps is None else min(n, self.max_steps * batch_size)
+        for begin in range(0, stop_at, batch_size):
             start, stop = begin, min(begin + batch_size, n)
             if self.part is not None:  # this process's share of the global batch
                 start, stop = self.part.rows(start, stop)

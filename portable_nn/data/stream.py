@@ -66,6 +66,10 @@ class BatchStream:
         """Samples are not known in advance."""
         return None
 
+    def samples(self, batch_size: int) -> None:
+        """Samples per epoch: not known in advance."""
+        return None
+
     def value_checks(
         self, classes: Any, what: str = "", rules: Any = None, ignore: Any = None
     ) -> list[Any]:

@@ -107,9 +107,11 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         lists or dicts of them for a model with several inputs or outputs (dicts by input and
         output name), or ``x`` alone as an iterable/generator of ``(x, y)`` batches
         (``steps_per_epoch`` batches per epoch, else until it runs out; Keras's rules, see
-        :mod:`portable_nn.data.stream`). ``validation_split`` holds out the LAST fraction of
-        the samples (before shuffling); ``validation_data`` (arrays ``(x_val, y_val)`` or a
-        generator, with ``validation_steps``) takes precedence over it. ``seed`` reseeds the
+        :mod:`portable_nn.data.stream`). On arrays ``steps_per_epoch`` (``validation_steps``)
+        keeps the first batches of each epoch's order (of the validation data).
+        ``validation_split`` holds out the LAST fraction of the samples (before shuffling);
+        ``validation_data`` (arrays ``(x_val, y_val)`` or a generator, with
+        ``validation_steps``) takes precedence over it. ``seed`` reseeds the
         model's generator (batch order) and every layer's generator (dropout masks), so two
         fits from the same weights with the same seed give identical losses; without it the
         generators simply continue. Bad input raises before any parameter changes.
@@ -159,7 +161,11 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         self.optimizer.retarget(self.trainable_parameters())  # layers frozen since the last fit
         steps = train.steps(batch_size)
         params = dict(
-            epochs=epochs, steps=steps, verbose=verbose, batch_size=batch_size, samples=train.n
+            epochs=epochs,
+            steps=steps,
+            verbose=verbose,
+            batch_size=batch_size,
+            samples=train.samples(batch_size),
         )
         cbs = _callback_list(self, callbacks, params, add_history=True)
         if seed is not None:
@@ -251,9 +257,10 @@ class TrainingMixin(StepsMixin, RngStateMixin):
                     f"{type(validation_data).__name__}"
                 )
             x_val, y_val, *w_val = validation_data
-            val = self._prepare(x_val, y_val, "validation_data", None, *w_val)
+            val = self._prepare(x_val, y_val, "validation_data", validation_steps, *w_val)
         elif split > 0.0:
             train, val = train.split(split)
+            val.max_steps = validation_steps
         self._check_values(batch_size, train, val)
         return train, val
 
@@ -285,6 +292,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         if sample_weight is not None:
             targets = Weighted(targets, _as_weights(sample_weight))
         data = self._arrays(self._inputs_of(x), targets, what)
+        data.max_steps = steps
         targets, weights = unweighted(data.y)
         targets = self._labels_as_loss_expects(targets)
         if class_weight is not None:
@@ -431,6 +439,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         inputs = None if is_stream(x) else self._inputs_of(x)
         data = self._stream(x, steps, "") if inputs is None else self._arrays(inputs, None, "")
         if inputs is not None:  # the input rules only (indices in range): one read at most
+            data.max_steps = steps
             validation.run_checks(data.value_checks(0, "", self.input_rules(), finite=False))
         cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
         cbs.on_predict_begin(None)
