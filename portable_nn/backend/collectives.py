@@ -121,26 +121,32 @@ class MPIEngine(Engine):
         """How a collective moves ``array``: ``"nccl"``, ``"cuda-aware mpi"`` or ``"host"``."""
         if not array_api_compat.is_cupy_array(array):
             return "host"
-        if self._nccl is not None or nccl_module() is not None:
+        if nccl_module() is not None:
             return "nccl"
         return "cuda-aware mpi" if self.cuda_aware else "host"
 
-    def _nccl_comm(self) -> NcclComm:
-        if self._nccl is None:
-            self._nccl = NcclComm(self.comm)
-        return self._nccl
-
-    def allreduce(self, array: Any) -> Any:
+    def _collective(self, array: Any, nccl: Any, mpi: Any) -> Any:
+        """``nccl(communicator)`` for CuPy arrays with NCCL, else ``mpi(buffer)`` in place on
+        a copy on the device (CUDA-aware MPI) or on a host buffer, and the result back."""
         way = self.transport(array)
         if way == "nccl":
-            return self._nccl_comm().allreduce(array)
+            if self._nccl is None:
+                self._nccl = NcclComm(self.comm)
+            return nccl(self._nccl)
         if way == "cuda-aware mpi":
             out = _synchronized(array.copy())
-            self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
+            mpi(out)
             return out
         host, back = _host_buffer(array)
-        self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
+        mpi(host)
         return back(host)
+
+    def allreduce(self, array: Any) -> Any:
+        return self._collective(
+            array,
+            lambda nccl: nccl.allreduce(array),
+            lambda buffer: self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM),
+        )
 
     def iallreduce(self, array: Any) -> Any:
         if self.transport(array) != "host":  # NCCL queues on the stream: already asynchronous
@@ -150,16 +156,11 @@ class MPIEngine(Engine):
         return _Pending(request.Wait, lambda: back(host), request.Test)
 
     def broadcast(self, array: Any, root: int = 0) -> Any:
-        way = self.transport(array)
-        if way == "nccl":
-            return self._nccl_comm().broadcast(array, root)
-        if way == "cuda-aware mpi":
-            out = _synchronized(array.copy())
-            self.comm.Bcast(out, root=root)
-            return out
-        host, back = _host_buffer(array)
-        self.comm.Bcast(host, root=root)
-        return back(host)
+        return self._collective(
+            array,
+            lambda nccl: nccl.broadcast(array, root),
+            lambda buffer: self.comm.Bcast(buffer, root=root),
+        )
 
     def allgather_object(self, value: Any) -> list[Any]:
         return self.comm.allgather(value)

@@ -38,7 +38,7 @@ from portable_nn.backend.collectives import Engine
 from portable_nn.layers.base import activity_penalties
 from portable_nn.losses.base import global_batch
 from portable_nn.random import RowOffset
-from portable_nn.training.loop import Totals, add_sums, batch_sums, empty_sums
+from portable_nn.training.loop import Totals, add_sums, batch_sums
 
 # gradients are all-reduced in buckets of about this size (PyTorch DDP's bucket_cap_mb)
 BUCKET_BYTES = int(float(os.environ.get("PORTABLE_NN_BUCKET_MB", "8")) * (1 << 20))
@@ -149,27 +149,29 @@ class DataParallel:
             with global_batch(total, self._sum_divisor):  # this process's part of the loss
                 loss, dy = model._loss_value_and_gradient(y, y_pred)
             grads = self._backward_and_reduce(dy, caches)
-        batch = batch_sums(model, loss, y_pred, y, count) if count else empty_sums(model, y)
-        batch["loss"] = loss * float(total)  # the parts add up to the batch's loss sum
         penalty, extra = model.penalties()
         if extra:
             # after the sum: every process adds the same dR/dW once
             grads = {k: g + extra[k] if k in extra else g for k, g in grads.items()}
-            batch["loss"] = batch["loss"] + penalty * float(count)
-            loss = loss + penalty
         model.optimizer.step(model, grads)
-        return add_sums(sums, batch), loss
+        return add_sums(sums, self._sums(loss, penalty, y_pred, y, count)), loss + penalty
 
     def test(self, x: Any, y: Any, count: int, sums: dict[str, Any]) -> dict[str, Any]:
         """The inference step on this process's rows of a validation batch (maybe none), its
         loss reduced as part of the global batch's, as in :meth:`train`."""
-        model, total = self.model, self.shard.total
+        model = self.model
         y_pred = model.forward(x, training=False)[0]
-        with global_batch(total, self._sum_divisor):
+        with global_batch(self.shard.total, self._sum_divisor):
             loss = model._loss_value_and_gradient(y, y_pred, gradient=False)
-        batch = batch_sums(model, loss, y_pred, y, count) if count else empty_sums(model, y)
-        batch["loss"] = loss * float(total) + model.penalties()[0] * float(count)
-        return add_sums(sums, batch)
+        return add_sums(sums, self._sums(loss, model.penalties()[0], y_pred, y, count))
+
+    def _sums(self, part: Any, penalty: Any, y_pred: Any, y: Any, count: int) -> dict[str, Any]:
+        """The batch's loss and metric sums on this process's ``count`` rows (maybe none):
+        the loss sum from its ``part`` of the global batch's mean, plus the penalty per row,
+        so the processes' sums add up to one process's."""
+        sums = batch_sums(self.model, part, y_pred, y, count)
+        sums["loss"] = part * float(self.shard.total) + penalty * float(count)
+        return sums
 
     def _sum_divisor(self, divisor: Any) -> Any:
         """A loss's ``sum(w)`` (or count of counted values) over the processes."""

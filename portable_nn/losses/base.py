@@ -21,13 +21,14 @@ up with the values (times the mask of counted samples, e.g. ``ignore_class``; 1 
 
 The gradient is ``backward(dL/dv)`` with ``dL/dv = w / divisor``: no host read on any path.
 
+``sample_weight`` has shape ``(batch,)`` (Keras's ``(batch, 1)`` too) or any shape that lines up
+with the values from the batch axis on (sizes equal, or 1 after the batch axis), e.g.
+``(batch, steps)`` for per-step weights of a sequence loss.
+
 Inside :func:`global_batch` (a data-parallel step: this process holds some rows of a global
 batch) ``n`` and ``sum(w)`` are the global batch's, so the processes' losses and gradients add
 up to the global batch's: ``n`` from the global row count, ``sum(w)`` and a mask's count summed
 over the processes (one small all-reduce, only for those two reductions).
-``sample_weight`` has shape ``(batch,)`` (Keras's ``(batch, 1)`` too) or any shape that lines up
-with the values from the batch axis on (sizes equal, or 1 after the batch axis), e.g.
-``(batch, steps)`` for per-step weights of a sequence loss.
 """
 
 from __future__ import annotations

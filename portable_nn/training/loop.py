@@ -69,17 +69,6 @@ def batch_sums(model: Any, loss: Any, y_pred: Any, y: Any, count: int) -> dict[s
     return sums
 
 
-def empty_sums(model: Any, y: Any) -> dict[str, Any]:
-    """Zeros under the keys of :func:`batch_sums`: the sums of a data-parallel process that
-    holds no rows of a batch (a batch shorter than the number of processes)."""
-    like = next(iter(model.parameters().values()))
-    xp = namespace_of(like)
-    zero = xp.zeros((), dtype=like.dtype, device=like.device)
-    weighted = unweighted(y)[1] is not None
-    names = ["loss", *(m.name for m in model.compiled_metrics), *([WEIGHTS] if weighted else [])]
-    return dict.fromkeys(names, zero)
-
-
 def batch_hooks(callbacks: Any, kind: str) -> tuple[Callable | None, Callable | None]:
     """``(on_<kind>_batch_begin(step), on_<kind>_batch_end(step, logs))``, each ``None`` when
     no callback uses it: the loop then skips the call and the per-batch logs altogether."""

@@ -439,7 +439,7 @@ class TrainingMixin(StepsMixin, RngStateMixin):
         inputs = None if is_stream(x) else self._inputs_of(x)
         data = self._stream(x, steps, "") if inputs is None else self._arrays(inputs, None, "")
         if inputs is not None:  # the input rules only (indices in range): one read at most
-            data.max_steps = steps
+            data.max_steps = steps  # arrays: the first batches (Keras's steps)
             validation.run_checks(data.value_checks(0, "", self.input_rules(), finite=False))
         cbs = _callback_list(self, callbacks, dict(verbose=verbose, steps=data.steps(batch_size)))
         cbs.on_predict_begin(None)
